@@ -5,6 +5,7 @@ from typing import Dict, Iterable, List
 
 ERROR = "error"
 WARNING = "warning"
+NOTE = "note"
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ def error(location: str, message: str) -> Problem:
 
 def warning(location: str, message: str) -> Problem:
     return Problem(WARNING, location, message)
+
+
+def note(location: str, message: str) -> Problem:
+    return Problem(NOTE, location, message)
 
 
 def has_errors(problems: Iterable[Problem]) -> bool:
