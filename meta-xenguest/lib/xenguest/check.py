@@ -1,0 +1,169 @@
+"""Validation of a whole image: every problem found, as errors and warnings.
+
+``check`` never changes the image and needs only read access.  It reports
+structure, configuration syntax (xl, shell variables), referenced files,
+the disk description and init scripts, each problem with its location.
+"""
+
+from typing import Callable, List, Optional
+
+from . import layout, xlcfg, xlkeys
+from .disk import DiskConfig
+from .editor import PAYLOAD_KEYS, GuestEditor, strings_in
+from .errors import XenguestError
+from .image import Image
+from .problems import Problem, error, note, warning
+from .shellvars import ShellVarFile, is_reserved
+
+#: xl keys whose value must be a positive whole number.
+POSITIVE_NUMBERS = ("memory", "maxmem", "vcpus", "maxvcpus")
+
+
+def check_image(image: Image, complete: bool = True) -> List[Problem]:
+    """Every problem of *image*; *complete* = False skips what a partial image may lack."""
+    problems: List[Problem] = []
+    problems += _check_structure(image, complete)
+    problems += _check_params(image)
+    problems += _check_xl(image, complete)
+    problems += _check_disk(image, complete)
+    problems += _check_init_scripts(image)
+    return problems
+
+
+def _guarded(location: str, problems: List[Problem], step: Callable[[], None]) -> bool:
+    """Run *step*; a user error becomes an error problem. Return whether it passed."""
+    try:
+        step()
+        return True
+    except XenguestError as e:
+        message = e.message
+        prefix = location + ":"
+        if message.startswith(prefix):
+            message = message[len(prefix):].strip()
+        problems.append(error(location, message))
+        return False
+
+
+def _check_structure(image: Image, complete: bool) -> List[Problem]:
+    problems: List[Problem] = []
+    if complete:
+        for name in layout.MANDATORY:
+            if not image.exists(name):
+                problems.append(error(name, "missing: every xenguest image has it"))
+    version: List[int] = []
+    if _guarded(layout.FORMAT_MEMBER, problems, lambda: version.append(image.format_version())):
+        if version[0] > layout.FORMAT_VERSION:
+            problems.append(error(
+                layout.FORMAT_MEMBER,
+                f"format version {version[0]} is newer than this tool's ({layout.FORMAT_VERSION})",
+            ))
+    known_top = set(layout.CONFIG_FILES) | set(layout.FOLDERS)
+    for name in image.names():
+        top = layout.folder_of(name) or name
+        if top not in known_top:
+            problems.append(warning(name, "not part of the xenguest image format"))
+    superseded = image.superseded()
+    if superseded:
+        size = sum(s for _, s in superseded)
+        problems.append(note(
+            image.path,
+            f"{len(superseded)} superseded member(s) ({size} bytes) left by updates; "
+            "'pack' writes a compact canonical image",
+        ))
+    return problems
+
+
+def _check_params(image: Image) -> List[Problem]:
+    problems: List[Problem] = []
+    if not image.exists(layout.PARAMS):
+        return problems
+    params: List[ShellVarFile] = []
+    if _guarded(layout.PARAMS, problems, lambda: params.append(
+            ShellVarFile.parse(image.read_text(layout.PARAMS), layout.PARAMS))):
+        for key in params[0].keys():
+            if is_reserved(key):
+                problems.append(error(
+                    layout.PARAMS, f"{key} is reserved: the host exports parameters to init scripts"))
+        autoboot = params[0].get("GUEST_AUTOBOOT")
+        if autoboot not in (None, "0", "1"):
+            problems.append(error(layout.PARAMS, f"GUEST_AUTOBOOT is {autoboot!r}, not 0 or 1"))
+    return problems
+
+
+def _check_xl(image: Image, complete: bool) -> List[Problem]:
+    problems: List[Problem] = []
+    editor = GuestEditor(image)
+    names = [layout.GUEST_CFG] + image.files_in(layout.GUEST_D)
+    documents = []
+    for name in names:
+        if not image.exists(name):
+            continue
+        docs: List[xlcfg.XlConfig] = []
+        if _guarded(name, problems, lambda: docs.append(
+                xlcfg.XlConfig.parse(image.read_text(name), name))):
+            documents.append(docs[0])
+            for statement in docs[0].statements():
+                if not xlkeys.is_known(statement.key):
+                    problems.append(warning(
+                        f"{name}:{statement.lineno}",
+                        f"unknown xl key {statement.key!r}: xl ignores it silently",
+                    ))
+    merged: List[dict] = []
+    if not _guarded(layout.GUEST_CFG, problems, lambda: merged.append(xlcfg.merge(documents))):
+        return problems
+    config = merged[0]
+    for key in POSITIVE_NUMBERS:
+        value = config.get(key)
+        if value is not None and not (isinstance(value, int) and value > 0):
+            problems.append(error("xl config", f"{key} must be a positive number, not {value!r}"))
+    for key, value in config.items():
+        for text in strings_in(value):
+            if text.startswith(layout.FILES + "/") and not image.exists(text):
+                problems.append(error("xl config", f"{key} refers to {text}, which is not in the image"))
+    for key in PAYLOAD_KEYS:
+        value = config.get(key)
+        if isinstance(value, str) and value.startswith("/"):
+            problems.append(warning(
+                "xl config", f"{key} is the host path {value}: the image does not carry it"))
+    if complete and "kernel" not in config and "bootloader" not in config \
+            and config.get("type") != "hvm":
+        problems.append(warning("xl config", "no kernel: the guest has nothing to boot"))
+    del editor
+    return problems
+
+
+def _check_disk(image: Image, complete: bool) -> List[Problem]:
+    problems: List[Problem] = []
+    if not image.exists(layout.DISK_CFG):
+        return problems
+    disk: List[DiskConfig] = []
+
+    def load() -> None:
+        variables = ShellVarFile.parse(image.read_text(layout.DISK_CFG), layout.DISK_CFG)
+        disk.append(DiskConfig.from_vars(variables))
+
+    if _guarded(layout.DISK_CFG, problems, load):
+        disk_files = [n[len(layout.DISK) + 1:] for n in image.files_in(layout.DISK)]
+        problems += disk[0].problems(disk_files if complete else None)
+    return problems
+
+
+def _check_init_scripts(image: Image) -> List[Problem]:
+    problems: List[Problem] = []
+    for stage in layout.INIT_STAGES:
+        for name in image.files_in(stage):
+            entry = image.entry(name)
+            if "/" in name[len(stage) + 1:]:
+                problems.append(error(name, "init scripts must be directly in their stage folder"))
+                continue
+            if not entry.mode & 0o100:
+                problems.append(error(name, "not executable: the host runs init scripts directly"))
+            head: Optional[bytes] = None
+            try:
+                with image.open_member(name) as f:
+                    head = f.read(2)
+            except OSError as e:
+                problems.append(error(name, f"unreadable: {e.strerror}"))
+            if head is not None and head != b"#!":
+                problems.append(warning(name, "no '#!' line: the host cannot execute it directly"))
+    return problems

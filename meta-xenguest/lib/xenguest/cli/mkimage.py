@@ -1,0 +1,379 @@
+"""``xenguest-mkimage``: create, inspect and modify xenguest images.
+
+Usage: ``xenguest-mkimage OPERATION XENGUEST [OPTIONS]``.  The editing options
+of create, update and partial are applied in command-line order.
+"""
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable, List, Optional
+
+from .. import layout, operations
+from ..image import Image
+from ..options import FLAG, GROUPS, OPTIONAL, OPTIONS, Edit
+from ..problems import ERROR, WARNING
+from . import Command, main as cli_main
+
+PROG = "xenguest-mkimage"
+DESCRIPTION = (
+    "Create, inspect and modify xenguest images: one Xen guest (xl configuration,\n"
+    "kernel, device tree, ramdisk, disk description and content, init scripts and\n"
+    "parameters) as one directory or one file.\n\n"
+    "Use 'xenguest-mkimage OPERATION --help' for the options of an operation."
+)
+
+
+class EditAction(argparse.Action):
+    """Records ``(option, value)`` in command-line order in ``args.edits``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: Optional[str] = None) -> None:
+        edits: List[Edit] = getattr(namespace, "edits", None) or []
+        value = values if isinstance(values, str) or values is None else None
+        edits.append((option_string or self.dest, value))
+        namespace.edits = edits
+
+
+def add_edit_options(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(edits=[])
+    for group_title in GROUPS:
+        group = parser.add_argument_group(group_title)
+        for spec in (s for s in OPTIONS if s.group == group_title):
+            kwargs: dict = {"action": EditAction, "help": spec.help, "dest": "edits"}
+            if spec.value == FLAG:
+                kwargs["nargs"] = 0
+            elif spec.value == OPTIONAL:
+                kwargs.update(nargs="?", const="", metavar=spec.metavar)
+            else:
+                kwargs["metavar"] = spec.metavar
+            group.add_argument(*spec.names, **kwargs)
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def human_size(size: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor:
+            return f"{size / factor:.1f} {unit}"
+    return f"{size} bytes"
+
+
+class EditCommand(Command):
+    """create, update and partial: apply the editing options."""
+
+    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("image", metavar="XENGUEST", help=self.image_help)
+        add_edit_options(parser)
+
+    image_help = "the image"
+
+
+class Create(EditCommand):
+    name = "create"
+    helpmsg = "create an image (a directory image if XENGUEST is an empty folder)"
+    description = (
+        "Create a xenguest image with default settings, then apply the options in order.\n"
+        "If XENGUEST is an existing empty folder the image is a directory, otherwise a\n"
+        "file (an existing file is replaced, atomically)."
+    )
+    image_help = "the image to create: an empty folder or a file name"
+
+    def run(self, args: argparse.Namespace) -> int:
+        operations.create(args.image, args.edits)
+        return 0
+
+
+class Update(EditCommand):
+    name = "update"
+    helpmsg = "modify an image"
+    description = (
+        "Apply the options in order to an existing image.  Nothing is written unless\n"
+        "every option succeeds and the result is valid.  File images get the changed\n"
+        "members appended (the payload is not rewritten; 'pack' compacts them)."
+    )
+
+    def run(self, args: argparse.Namespace) -> int:
+        operations.update(args.image, args.edits)
+        return 0
+
+
+class Partial(EditCommand):
+    name = "partial"
+    helpmsg = "modify a directory that need not be a complete image"
+    description = (
+        "Like update, for a folder that holds only part of an image (created if\n"
+        "missing): mandatory files and content references are not required."
+    )
+    image_help = "the folder"
+
+    def run(self, args: argparse.Namespace) -> int:
+        operations.update(args.image, args.edits, partial=True)
+        return 0
+
+
+class Check(Command):
+    name = "check"
+    helpmsg = "validate an image; exit status 1 if it has errors"
+    description = (
+        "Validate structure, xl syntax and keys, parameters, referenced files, the disk\n"
+        "description and init scripts.  Every problem is listed; the exit status is 1\n"
+        "when any is an error."
+    )
+
+    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("image", metavar="XENGUEST")
+        add_json(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        problems = operations.check(args.image)
+        errors = sum(p.severity == ERROR for p in problems)
+        warnings = sum(p.severity == WARNING for p in problems)
+        if args.json:
+            print_json({"image": args.image, "valid": errors == 0,
+                        "errors": errors, "warnings": warnings,
+                        "problems": [p.as_dict() for p in problems]})
+        else:
+            for problem in problems:
+                print(problem)
+            verdict = "valid" if errors == 0 else "INVALID"
+            print(f"{args.image}: {verdict} ({errors} error(s), {warnings} warning(s))")
+        return 1 if errors else 0
+
+
+class Pack(Command):
+    name = "pack"
+    helpmsg = "write an image as a new canonical file image"
+    description = (
+        "Write the image XENGUEST (a directory or a file) as the new file image FILE,\n"
+        "canonical and reproducible.  FILE may be XENGUEST itself to compact an updated\n"
+        "file image."
+    )
+
+    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("image", metavar="XENGUEST")
+        parser.add_argument("dest", metavar="FILE")
+
+    def run(self, args: argparse.Namespace) -> int:
+        operations.pack(args.image, args.dest)
+        return 0
+
+
+class Extract(Command):
+    name = "extract"
+    helpmsg = "extract an image into an existing folder"
+    config_only = False
+    description = (
+        "Extract every member of XENGUEST into the existing folder DIR.  Nothing is\n"
+        "overwritten; on failure DIR is left as it was."
+    )
+
+    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("image", metavar="XENGUEST")
+        parser.add_argument("dest", metavar="DIR")
+
+    def run(self, args: argparse.Namespace) -> int:
+        operations.extract(args.image, args.dest, config_only=self.config_only)
+        return 0
+
+
+class ExtractConfig(Extract):
+    name = "extract-config"
+    helpmsg = "extract all but the disk content into an existing folder"
+    description = (
+        "Extract every member of XENGUEST except the disk content (disk/) into the\n"
+        "existing folder DIR.  Nothing is overwritten; on failure DIR is left as it was."
+    )
+    config_only = True
+
+
+class ExtractDiskFile(Command):
+    name = "extract-disk-file"
+    helpmsg = "write one disk content file to standard output"
+
+    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("image", metavar="XENGUEST")
+        parser.add_argument("file", metavar="NAME", help="a file of the image's disk/ folder")
+
+    def run(self, args: argparse.Namespace) -> int:
+        sys.stdout.flush()
+        operations.extract_disk_file(args.image, args.file, sys.stdout.fileno())
+        return 0
+
+
+class Dump(Command):
+    """Shared shape of the read-only operations: open, then print text or JSON."""
+
+    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("image", metavar="XENGUEST")
+        add_json(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        with operations.open_image(args.image) as image:
+            if args.json:
+                print_json(self.data(image))
+            else:
+                sys.stdout.write(self.text(image))
+        return 0
+
+    data: Callable[[Image], Any]
+
+    def text(self, image: Image) -> str:
+        return json.dumps(self.data(image), indent=2) + "\n"
+
+
+def _ensure_newline(text: str) -> str:
+    return text if not text or text.endswith("\n") else text + "\n"
+
+
+class DumpXenConfig(Dump):
+    name = "dump-xenconfig"
+    helpmsg = "print the xl configuration (guest.cfg, then guest.d/ in order)"
+
+    @staticmethod
+    def data(image: Image) -> Any:
+        return operations.xen_config(image)
+
+    def text(self, image: Image) -> str:
+        parts = []
+        for i, doc in enumerate(operations.xen_config(image)["files"]):
+            header = "" if i == 0 else f"# --- {doc['name']}\n"
+            parts.append(header + _ensure_newline(doc["text"]))
+        return "".join(parts)
+
+
+class DumpDiskConfig(Dump):
+    name = "dump-diskconfig"
+    helpmsg = "print the disk description (disk.cfg)"
+
+    @staticmethod
+    def data(image: Image) -> Any:
+        return operations.disk_config(image)
+
+    def text(self, image: Image) -> str:
+        return _ensure_newline(image.read_text(layout.DISK_CFG))
+
+
+class DumpParamsConfig(Dump):
+    name = "dump-paramsconfig"
+    helpmsg = "print the parameters (params.cfg)"
+
+    @staticmethod
+    def data(image: Image) -> Any:
+        return operations.params_config(image)
+
+    def text(self, image: Image) -> str:
+        return _ensure_newline(image.read_text(layout.PARAMS))
+
+
+class DumpInit(Dump):
+    name = "dump-init"
+    helpmsg = "print the init scripts of each stage"
+
+    @staticmethod
+    def data(image: Image) -> Any:
+        return operations.init_scripts(image)
+
+    def text(self, image: Image) -> str:
+        out = []
+        for stage, scripts in operations.init_scripts(image).items():
+            out.append(f"### {stage}\n")
+            if not scripts:
+                out.append("(no scripts)\n")
+            for script in scripts:
+                out.append(f"--- {stage}/{script['name']} ({script['mode']})\n")
+                out.append(_ensure_newline(script["text"]))
+        return "".join(out)
+
+
+class Info(Dump):
+    name = "info"
+    helpmsg = "summarise the guest: name, memory, kernel, disk, scripts, size"
+
+    @staticmethod
+    def data(image: Image) -> Any:
+        return operations.info(image)
+
+    def text(self, image: Image) -> str:
+        data = operations.info(image)
+        rows = [("image", f"{data['image']} ({data['kind']} image, format "
+                          f"{data['format_version']}, {human_size(data['total_size'])})")]
+        for key in ("name", "type", "memory", "vcpus"):
+            value = data[key]
+            rows.append((key, "-" if value is None else f"{value}{' MB' if key == 'memory' else ''}"))
+        for key in ("kernel", "device_tree", "ramdisk"):
+            item = data[key]
+            size = "" if not item or item["size"] is None else f" ({human_size(item['size'])})"
+            rows.append((key.replace("_", " "), f"{item['path']}{size}" if item else "-"))
+        rows.append(("cmdline", data["cmdline"] if data["cmdline"] is not None else "-"))
+        rows.append(("root", data["root"] or "-"))
+        disk = data["disk"]
+        if disk["size_mib"]:
+            rows.append(("disk", f"{disk['size']} ({disk['device'] or 'device chosen by the host'})"))
+            for part in disk["partitions"]:
+                rows.append((f"  partition {part['number']}",
+                             f"{part['size']} {part['fs'] or '(no filesystem)'} "
+                             f"{part['content'] or '(empty)'}"))
+        else:
+            rows.append(("disk", "none"))
+        for stage, scripts in data["init"].items():
+            rows.append((stage, " ".join(scripts) or "-"))
+        rows.append(("params", " ".join(f"{k}={v}" for k, v in data["params"].items()) or "-"))
+        if data["superseded"]["members"]:
+            rows.append(("superseded", f"{data['superseded']['members']} member(s), "
+                                       f"{human_size(data['superseded']['bytes'])} "
+                                       "(run 'pack' to compact)"))
+        width = max(len(k) for k, _ in rows) + 1
+        return "".join(f"{k + ':':<{width}} {v}\n" for k, v in rows)
+
+
+class List_(Dump):
+    name = "list"
+    helpmsg = "list the files of an image"
+
+    @staticmethod
+    def data(image: Image) -> Any:
+        return operations.members(image)
+
+    def text(self, image: Image) -> str:
+        lines = []
+        for row in operations.members(image):
+            mark = "  (superseded)" if row["superseded"] else ""
+            lines.append(f"{row['mode'] or '-':>6} {row['size']:>12} {row['name']}{mark}\n")
+        return "".join(lines)
+
+
+class Help(Command):
+    name = "help"
+    helpmsg = "show this help, or the help of OPERATION"
+
+    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("topic", metavar="OPERATION", nargs="?")
+
+    def run(self, args: argparse.Namespace) -> int:
+        argv = [args.topic, "--help"] if args.topic else ["--help"]
+        return cli_main(PROG, DESCRIPTION, COMMANDS, argv)
+
+
+COMMANDS: List[Command] = [
+    Create(), Update(), Partial(), Check(), Pack(), Extract(), ExtractConfig(),
+    ExtractDiskFile(), DumpXenConfig(), DumpDiskConfig(), DumpParamsConfig(), DumpInit(),
+    Info(), List_(), Help(),
+]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``xenguest-mkimage``."""
+    return cli_main(PROG, DESCRIPTION, COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Helpers for tests of xenguest-mkimage: run the CLI, make inputs, read images back."""
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Dict, List
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MKIMAGE = os.path.join(ROOT, "meta-xenguest", "scripts", "xenguest-mkimage")
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+
+def run_process(*args: str, env: Dict[str, str] = None) -> Result:
+    """Run the real xenguest-mkimage launcher as a separate process, as users do."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, MKIMAGE] + list(args),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env,
+    )
+    return Result(proc.returncode, proc.stdout.decode("utf-8", "replace"),
+                  proc.stderr.decode("utf-8", "replace"))
+
+
+def mkimage(*args: str, env: Dict[str, str] = None) -> Result:
+    """Run xenguest-mkimage's entry point in this process, its fds 1 and 2 captured.
+
+    Same code path as the command (the launcher only calls ``main``), without a
+    Python start-up per call; tests of the launcher itself use run_process.
+    """
+    from xenguest.cli.mkimage import main
+
+    saved_env = dict(os.environ)
+    os.environ.update(env or {})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        real_streams = sys.stdout, sys.stderr
+        sys.stdout = io.TextIOWrapper(os.fdopen(os.dup(1), "wb"), encoding="utf-8",
+                                      line_buffering=True)
+        sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(2), "wb"), encoding="utf-8",
+                                      line_buffering=True)
+        try:
+            rc = main(list(args))
+        finally:
+            sys.stdout.close()
+            sys.stderr.close()
+            sys.stdout, sys.stderr = real_streams
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+        out.seek(0)
+        err.seek(0)
+        return Result(rc, out.read().decode("utf-8", "replace"),
+                      err.read().decode("utf-8", "replace"))
+
+
+def ok(*args: str, env: Dict[str, str] = None) -> Result:
+    """Run xenguest-mkimage and require success with nothing on stderr."""
+    result = mkimage(*args, env=env)
+    assert result.rc == 0 and result.err == "", (args, result)
+    return result
+
+
+def fails(*args: str, rc: int = 1) -> str:
+    """Run xenguest-mkimage, require failure with exit status *rc* and one clean stderr line."""
+    result = mkimage(*args)
+    assert result.rc == rc, (args, result)
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    assert "Traceback" not in result.err
+    assert lines[0].startswith("xenguest-mkimage"), lines[0]
+    return lines[0]
+
+
+def write(path: str, data, mode: int = 0o644) -> str:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    os.chmod(path, mode)
+    return path
+
+
+def sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tar_names(path: str) -> List[str]:
+    """Member names as GNU tar lists them."""
+    return subprocess.run(["tar", "-tf", path], check=True,
+                          stdout=subprocess.PIPE).stdout.decode().splitlines()
+
+
+def tar_member(path: str, name: str) -> bytes:
+    """A member's content as GNU tar extracts it (last occurrence wins)."""
+    return subprocess.run(["tar", "-xOf", path, name], check=True,
+                          stdout=subprocess.PIPE).stdout
+
+
+def tree(root: str) -> Dict[str, bytes]:
+    """{relative path: content} of every file below root (directories as b'<dir>')."""
+    result: Dict[str, bytes] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for d in dirnames:
+            result[os.path.normpath(os.path.join(rel, d))] = b"<dir>"
+        for f in filenames:
+            with open(os.path.join(dirpath, f), "rb") as fh:
+                result[os.path.normpath(os.path.join(rel, f))] = fh.read()
+    return result
