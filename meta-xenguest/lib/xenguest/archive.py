@@ -1,0 +1,445 @@
+"""Streaming, safe and reproducible tar I/O for xenguest file images.
+
+A file image is an uncompressed tar of the image directory. Members are named
+``./`` + *logical name* (``./``, ``./guest.cfg``, ``./guest.d/``,
+``./disk/rootfs.tar.gz``) because consumers run ``tar -xOf IMG ./guest.cfg``
+and ``tar -C DIR --exclude=./disk -xf IMG``. Inside the library names are
+logical: no ``./`` prefix, no trailing slash, the root is ``""``.
+
+Writing (:class:`TarWriter`) is reproducible: GNU format headers (long names
+via ``././@LongLink``, sizes over 8 GiB in base-256), owner root/root, one
+mtime for all members (:func:`source_date_epoch`, default 1980-01-01), the
+caller's order, the archive padded to GNU tar's 10240-byte record: the same
+bytes as ``tar --format=gnu --owner=root:0 --group=root:0 --mtime=@T
+--sort=name`` (GNU tar 1.34) on the same tree, whatever the Python version.
+Payloads are streamed with kernel-side copies (copy_file_range, then
+sendfile, then 1 MiB read/write chunks) and never held in memory.
+
+Reading (:class:`TarIndex`) scans the headers only and refuses anything unsafe
+or damaged: absolute names, ``..``, links, devices, FIFOs, sparse or unknown
+member types, truncated data or headers. A later member of the same name
+replaces an earlier one (tar semantics); the earlier ones are ``superseded``.
+
+Fast updates and atomic rewrites are in :mod:`xenguest.archive_append`, safe
+extraction in :mod:`xenguest.archive_extract`.
+"""
+
+import errno
+import io
+import os
+import re
+import stat
+import tarfile
+from typing import BinaryIO, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+
+from .errors import ArchiveError, ImageError, XenguestError
+
+BLOCK = 512
+RECORD = 10240
+#: Default mtime of every member when SOURCE_DATE_EPOCH is not set:
+#: 1980-01-01T00:00:00Z (the earliest time a zip or FAT file system can hold).
+DEFAULT_MTIME = 315532800
+MAX_MTIME = 8 ** 11 - 1
+READ_LIMIT = 16 * 1024 * 1024
+PROGRESS_STEP = 64 * 1024 * 1024
+_CHUNK = 1024 * 1024
+_NO_KERNEL_COPY = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP,
+                   errno.ENOTSUP, errno.EBADF, errno.ETXTBSY, errno.EPERM}
+_TYPE_NAMES = {tarfile.SYMTYPE: "a symbolic link", tarfile.LNKTYPE: "a hard link",
+               tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device",
+               tarfile.FIFOTYPE: "a FIFO", tarfile.GNUTYPE_SPARSE: "a sparse file"}
+_COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ", "xz"), (b"BZh", "bzip2"),
+               (b"\x28\xb5\x2f\xfd", "zstd"))
+
+Progress = Callable[[int, int], None]
+
+
+def source_date_epoch() -> int:
+    """Member mtime: $SOURCE_DATE_EPOCH if set (and not empty), else DEFAULT_MTIME."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if value == "":
+        return DEFAULT_MTIME
+    if not re.fullmatch(r"[0-9]+", value) or int(value) > MAX_MTIME:
+        raise ImageError(f"SOURCE_DATE_EPOCH={value!r} is not a valid timestamp "
+                         "(a non-negative integer number of seconds)")
+    return int(value)
+
+
+def _normalize(raw: str) -> Tuple[Optional[str], str]:
+    """Logical name of an archive name, or (None, reason) if it is unsafe."""
+    if "\0" in raw:
+        return None, "its name contains a NUL character"
+    if raw.startswith("/"):
+        return None, "absolute path"
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        return None, "'..' in path"
+    return "/".join(parts), ""
+
+
+def _check_logical(name: str, what: str = "member name") -> None:
+    if _normalize(name)[0] != name:
+        raise ArchiveError(f"unsafe {what} {name!r}: must be a relative path without "
+                           "'.', '..', empty components or a trailing slash")
+
+
+def _copy_range(src: int, offset: int, count: int, out: Union[int, BinaryIO],
+                progress: Optional[Progress], what: str) -> None:
+    """Copy *count* bytes of fd *src* from *offset* to *out* (an fd or a file object)."""
+    method = "range" if isinstance(out, int) else "rw"
+    done = reported = 0
+    while done < count:
+        want = min(count - done, PROGRESS_STEP)
+        try:
+            if method == "range":
+                got = os.copy_file_range(src, out, want, offset + done)
+            elif method == "sendfile":
+                got = os.sendfile(out, src, offset + done, want)
+            else:
+                got = _write_all(out, os.pread(src, min(want, _CHUNK), offset + done))
+        except (OSError, AttributeError) as exc:
+            if method == "rw" or getattr(exc, "errno", errno.ENOSYS) not in _NO_KERNEL_COPY:
+                raise
+            got = 0
+        if got == 0:  # read/write decides: some file systems make kernel copies return 0
+            if method == "rw":
+                raise ArchiveError(f"{what} shrank while being copied")
+            method = "sendfile" if method == "range" else "rw"
+            continue
+        done += got
+        if progress and done - reported >= PROGRESS_STEP and done < count:
+            progress(done, count)
+            reported = done
+    if progress:
+        progress(done, count)
+
+
+def copy_fd(src_fd: int, out_fd: int, count: int, progress: Optional[Progress] = None,
+            offset: int = 0) -> int:
+    """Copy *count* bytes of regular file *src_fd* from *offset* to *out_fd*; return count.
+
+    Kernel-side where possible (*out_fd* may be a file, pipe or terminal);
+    ArchiveError if the source is shorter. *src_fd*'s position is not used.
+    """
+    _copy_range(src_fd, offset, count, out_fd, progress, "the source file")
+    return count
+
+
+def _write_all(out: Union[int, BinaryIO], data: bytes) -> int:
+    if not isinstance(out, int):
+        out.write(data)
+        return len(data)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(out, view):]
+    return len(data)
+
+
+def _checksummed(block: bytearray) -> bytes:
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+class TarWriter:
+    """Write a reproducible GNU tar archive to *fileobj*, from its current position.
+
+    Members are written in the order of the calls, every one with *mtime*.
+    On a plain file (or pipe) opened in binary mode the writer writes to its
+    fd directly (kernel-side copies): do not write to *fileobj* meanwhile.
+    :meth:`close` ends the archive but does not close *fileobj*.
+    """
+
+    def __init__(self, fileobj: BinaryIO, mtime: int) -> None:
+        self._file = fileobj
+        self._mtime = int(mtime)
+        self._fd: Optional[int] = None
+        if isinstance(fileobj, (io.FileIO, io.BufferedWriter, io.BufferedRandom)):
+            fileobj.flush()
+            self._fd = fileobj.fileno()
+        try:
+            self._start = fileobj.tell()
+        except (OSError, AttributeError):
+            self._start = 0
+        self._pos = self._start
+        self._hold = 0  # bytes held back from the start (see append_members)
+        self._held = bytearray()
+        self._names: Dict[str, None] = {}
+        self._closed = False
+
+    def _write(self, data: bytes) -> None:
+        take = self._hold - len(self._held)
+        if take > 0:
+            self._held += data[:take]
+            self._pos += len(data[:take])
+            data = data[take:]
+        self._pos += _write_all(self._file if self._fd is None else self._fd, data)
+
+    def _header(self, name: str, is_dir: bool, mode: int, size: int) -> None:
+        _check_logical(name)
+        if not name and not is_dir:
+            raise ArchiveError("a regular file cannot be the root member of an image")
+        if name in self._names:
+            raise ArchiveError(f"member {name!r} added twice")
+        info = tarfile.TarInfo("./" + name + ("/" if is_dir and name else ""))
+        info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
+        info.mode, info.size, info.mtime = mode, size, self._mtime
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        buf = bytearray(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
+        # Byte for byte as GNU tar: empty device fields (Python < 3.9 writes
+        # zeros), and a ././@LongLink header of mode 0644 owned by root.
+        for start in {0, len(buf) - BLOCK}:
+            block = bytearray(buf[start:start + BLOCK])
+            block[329:345] = bytes(16)
+            if block[156:157] == tarfile.GNUTYPE_LONGNAME:
+                block[100:108] = b"0000644\0"
+                block[265:329] = b"root".ljust(32, b"\0") * 2
+            buf[start:start + BLOCK] = _checksummed(block)
+        self._names[name] = None
+        self._write(bytes(buf))
+
+    def _pad(self, size: int) -> None:
+        self._write(bytes(-size % BLOCK))
+
+    def add_dir(self, name: str, mode: int = 0o755) -> None:
+        """Add directory *name* ("" is the root, written as ``./``)."""
+        self._header(name, True, mode, 0)
+
+    def add_bytes(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        """Add regular file *name* holding *data*."""
+        self._header(name, False, mode, len(data))
+        self._write(data)
+        self._pad(len(data))
+
+    def add_file(self, name: str, path: str, mode: int = 0o644,
+                 progress: Optional[Progress] = None) -> None:
+        """Add regular file *name* with the content of *path*, streamed."""
+        try:
+            src = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            raise XenguestError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            info = os.fstat(src)
+            if not stat.S_ISREG(info.st_mode):
+                raise XenguestError(f"{path} is not a regular file")
+            self._header(name, False, mode, info.st_size)
+            self._copy(src, 0, info.st_size, progress, path)
+            if os.fstat(src).st_size != info.st_size:
+                raise ArchiveError(f"{path} changed size while being archived")
+            self._pad(info.st_size)
+        finally:
+            os.close(src)
+
+    def add_member_from(self, name: str, index: "TarIndex", src_name: str,
+                        mode: int = 0o644, progress: Optional[Progress] = None) -> None:
+        """Add regular file *name* with the data of member *src_name* of *index*."""
+        member = index.file_member(src_name)
+        self._header(name, False, mode, member.size)
+        self._copy(index.fd, member.data_offset, member.size, progress, index.path)
+        self._pad(member.size)
+
+    def _copy(self, src: int, offset: int, size: int, progress: Optional[Progress],
+              what: str) -> None:
+        take = min(size, self._hold - len(self._held))
+        if take > 0:
+            data = os.pread(src, take, offset)
+            if len(data) < take:
+                raise ArchiveError(f"{what} shrank while being copied")
+            self._write(data)
+        _copy_range(src, offset + take, size - take,
+                    self._file if self._fd is None else self._fd, progress, what)
+        self._pos += size - take
+
+    def close(self) -> None:
+        """Write the two end-of-archive zero blocks and pad to a whole record (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._write(bytes(2 * BLOCK))
+        self._write(bytes(-(self._pos - self._start) % RECORD))
+        if self._fd is None:
+            self._file.flush()
+
+
+class Member(NamedTuple):
+    """One member of an archive (its last occurrence, unless superseded)."""
+
+    name: str
+    is_dir: bool
+    size: int
+    mode: int
+    mtime: int
+    data_offset: int
+    header_offset: int
+    raw_name: str
+
+
+class TarIndex:
+    """The checked table of contents of a file image, holding one open fd."""
+
+    def __init__(self, path: str, fd: int, members: Dict[str, Member],
+                 superseded: List[Member], end_offset: int, info: os.stat_result) -> None:
+        self.path = path
+        self.fd = fd
+        self.members = members
+        self.superseded = superseded
+        self.end_offset = end_offset
+        self.file_size = info.st_size
+        self.identity = (info.st_dev, info.st_ino, info.st_size)
+
+    @classmethod
+    def open(cls, path: str) -> "TarIndex":
+        """Scan the headers of the tar file *path*; ArchiveError if unsafe or damaged."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise ImageError(f"cannot open {path}: {exc.strerror}") from None
+        try:
+            return cls._scan(path, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @classmethod
+    def _scan(cls, path: str, fd: int) -> "TarIndex":
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ArchiveError(f"{path} is not a regular file")
+        if info.st_size == 0:
+            raise ArchiveError(f"{path}: not a tar archive (empty file)")
+        reader = open(fd, "rb", closefd=False)
+        try:
+            archive = tarfile.open(fileobj=reader, mode="r:", encoding="utf-8",
+                                   errors="surrogateescape")
+        except (tarfile.TarError, ValueError, OverflowError):
+            head = os.pread(fd, 8, 0)
+            kind = [k for magic, k in _COMPRESSED if head.startswith(magic)]
+            hint = f" (it is {kind[0]}-compressed; images are plain tar)" if kind else ""
+            raise ArchiveError(f"{path}: not a tar archive{hint}") from None
+        members: Dict[str, Member] = {}
+        superseded: List[Member] = []
+        try:
+            while True:
+                item = archive.next()
+                if item is None:
+                    break
+                member = _checked_member(path, item, info.st_size)
+                if member.name in members:
+                    superseded.append(members[member.name])
+                members[member.name] = member
+        except (tarfile.TarError, ValueError, OverflowError) as exc:
+            raise ArchiveError(f"{path}: damaged archive near offset {archive.offset}: "
+                               f"{exc}") from None
+        reader.close()
+        _check_end(path, fd, archive.offset, info.st_size)
+        return cls(path, fd, members, superseded, archive.offset, info)
+
+    def file_member(self, name: str) -> Member:
+        """The regular-file member *name*; ArchiveError if missing or a directory."""
+        member = self.members.get(name)
+        if member is None:
+            raise ArchiveError(f"{self.path}: no member {name!r}")
+        if member.is_dir:
+            raise ArchiveError(f"{self.path}: member {name!r} is a directory")
+        return member
+
+    def read_bytes(self, name: str, limit: int = READ_LIMIT) -> bytes:
+        """The data of member *name*, refused if larger than *limit* bytes."""
+        member = self.file_member(name)
+        if member.size > limit:
+            raise ArchiveError(f"{self.path}: member {name!r} is too large "
+                               f"({member.size} bytes, at most {limit})")
+        out = io.BytesIO()
+        _copy_range(self.fd, member.data_offset, member.size, out, None, self.path)
+        return out.getvalue()
+
+    def copy_member(self, name: str, out_fd: int,
+                    progress: Optional[Progress] = None) -> int:
+        """Stream the data of member *name* to *out_fd* (file, pipe, terminal); its size."""
+        member = self.file_member(name)
+        _copy_range(self.fd, member.data_offset, member.size, out_fd, progress, self.path)
+        return member.size
+
+    def open_member(self, name: str) -> BinaryIO:
+        """A read-only binary file object of the data of member *name*.
+
+        It reads through this index's fd: use it while the index is open.
+        """
+        member = self.file_member(name)
+        raw = _MemberReader(self.fd, member.data_offset, member.size)
+        return io.BufferedReader(raw, _CHUNK)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Close the fd (idempotent)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "TarIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _checked_member(path: str, item: tarfile.TarInfo, file_size: int) -> Member:
+    raw = item.name
+    name, reason = _normalize(raw)
+    if name is None:
+        raise ArchiveError(f"{path}: unsafe member {raw!r}: {reason}")
+    kind = "a sparse file" if item.sparse is not None else _TYPE_NAMES.get(item.type)
+    if kind is None and not (item.isreg() or item.isdir()):
+        kind = f"of unsupported type {item.type!r}"
+    if kind:
+        raise ArchiveError(f"{path}: unsafe member {raw!r}: it is {kind}")
+    if item.isdir() and item.size or item.size < 0:
+        raise ArchiveError(f"{path}: damaged member {raw!r}: invalid size {item.size}")
+    if not name and not item.isdir():
+        raise ArchiveError(f"{path}: damaged member {raw!r}: the root is not a directory")
+    if item.offset_data + item.size + (-item.size % BLOCK) > file_size:
+        raise ArchiveError(f"{path}: truncated image: the data of member {raw!r} "
+                           "runs past the end of the file")
+    return Member(name, item.isdir(), item.size, item.mode & 0o7777, int(item.mtime),
+                  item.offset_data, item.offset, raw)
+
+
+def _check_end(path: str, fd: int, end: int, file_size: int) -> None:
+    """Where the header scan stopped there must be a zero block or the end of the file."""
+    block = os.pread(fd, BLOCK, end)
+    if block.count(0) != len(block):
+        problem = "truncated header" if len(block) < BLOCK else "invalid header"
+        raise ArchiveError(f"{path}: damaged archive: {problem} at offset {end}")
+
+
+class _MemberReader(io.RawIOBase):
+    """Raw reader of [start, start+size) of an fd, with pread (no shared position)."""
+
+    def __init__(self, fd: int, start: int, size: int) -> None:
+        super().__init__()
+        self._fd, self._start, self._size, self._pos = fd, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buf: "memoryview") -> int:  # type: ignore[override]
+        want = min(len(buf), self._size - self._pos)
+        if want <= 0:
+            return 0
+        data = os.pread(self._fd, want, self._start + self._pos)
+        buf[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
