@@ -9,7 +9,7 @@ from typing import Callable, List, Optional
 
 from . import layout, xlcfg, xlkeys
 from .disk import DiskConfig
-from .editor import PAYLOAD_KEYS, GuestEditor, strings_in
+from .editor import PAYLOAD_KEYS, strings_in
 from .errors import XenguestError
 from .image import Image
 from .problems import Problem, error, note, warning
@@ -92,7 +92,6 @@ def _check_params(image: Image) -> List[Problem]:
 
 def _check_xl(image: Image, complete: bool) -> List[Problem]:
     problems: List[Problem] = []
-    editor = GuestEditor(image)
     names = [layout.GUEST_CFG] + image.files_in(layout.GUEST_D)
     documents = []
     for name in names:
@@ -128,7 +127,6 @@ def _check_xl(image: Image, complete: bool) -> List[Problem]:
     if complete and "kernel" not in config and "bootloader" not in config \
             and config.get("type") != "hvm":
         problems.append(warning("xl config", "no kernel: the guest has nothing to boot"))
-    del editor
     return problems
 
 

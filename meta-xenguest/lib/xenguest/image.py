@@ -16,12 +16,13 @@ while applying its options leaves the image exactly as it was.
 """
 
 import os
-import shutil
 import stat
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
+from typing import BinaryIO, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from . import archive, layout
+from .archive_append import append_members, atomic_output, can_append
+from .archive_extract import extract
 from .errors import ImageError, XenguestError
 
 Progress = Optional[Callable[[int, int], None]]
@@ -294,7 +295,8 @@ class Image:
     def _can_append(self) -> bool:
         """Whether the changes can be appended: nothing removed, a clean archive end."""
         assert self.index is not None
-        return not self._changed()[1] and archive.can_append(self.index)
+        changed, removed = self._changed()
+        return not removed and can_append(self.index, [e.name for e in changed])
 
     def _append_changes(self, progress: Progress) -> None:
         assert self.index is not None
@@ -311,7 +313,7 @@ class Image:
             for entry in changed:
                 self._write_entry(writer, entry, tracker)
 
-        archive.append_members(self.path, self.index, write)
+        append_members(self.path, self.index, write)
         tracker.finish()
 
     def _rescan(self) -> None:
@@ -332,7 +334,7 @@ class Image:
         items.extend((layout.order_key(n), e, n) for n, e in self._entries.items())
         items.sort(key=lambda t: t[0])
         tracker = _Tracker(progress, sum(e.size for e in self._entries.values()))
-        with archive.atomic_output(dest) as out:
+        with atomic_output(dest) as out:
             writer = archive.TarWriter(out, archive.source_date_epoch())
             for _, entry, name in items:
                 if entry is None:
@@ -482,7 +484,7 @@ def copy_tree_out(image: Image, dest: str, select: Callable[[str], bool]) -> Lis
                 return select(files[raw])
             return raw in dirs and select(dirs[raw] + "/")
 
-        return archive.extract(image.index, dest, select=wanted,
+        return extract(image.index, dest, select=wanted,
                                rename=lambda raw: files.get(raw) or dirs[raw])
     if not os.path.isdir(dest):
         raise ImageError(f"{dest}: no such folder")

@@ -61,11 +61,13 @@ def build_parser(prog: str, description: str, commands: Sequence[Command]) -> Ar
 def main(prog: str, description: str, commands: Sequence[Command],
          argv: Optional[List[str]] = None) -> int:
     """Parse *argv*, run the command, report user errors in one line."""
-    if hasattr(signal, "SIGPIPE"):
+    if argv is None and hasattr(signal, "SIGPIPE"):
+        # as a command: a closed pipe ends the output quietly, like other tools
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = build_parser(prog, description, commands)
     args_list = sys.argv[1:] if argv is None else argv
     operation = args_list[0] if args_list and not args_list[0].startswith("-") else ""
+    where = f"{prog} {operation}" if operation else prog
     try:
         try:
             args = parser.parse_args(args_list)
@@ -77,11 +79,14 @@ def main(prog: str, description: str, commands: Sequence[Command],
             return 2 if not args_list else 0
         return command.run(args)
     except XenguestError as e:
-        where = f"{prog} {operation}" if operation else prog
         print(f"{where}: {e.message}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         return 1
+    except OSError as e:  # the system refused: disk full, permission denied, ...
+        subject = f"{e.filename}: " if e.filename else ""
+        print(f"{where}: {subject}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130

@@ -6,7 +6,6 @@ of create, update and partial are applied in command-line order.
 
 import argparse
 import json
-import os
 import sys
 from typing import Any, Callable, List, Optional
 

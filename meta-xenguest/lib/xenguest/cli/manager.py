@@ -1,0 +1,304 @@
+"""``xenguest-manager``: deploy and run xenguest images on a Xen host (dom0).
+
+Usage: ``xenguest-manager OPERATION [OPTIONS] [ARGS]``.  Every operation takes
+``--config FILE`` (default: ``$XENGUEST_MANAGER_CONFIG``, else
+``/etc/xenguest/manager.conf``), ``-v`` and ``-q``.
+"""
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from typing import Any, List, Optional
+
+from ..errors import XenguestError
+from ..manager.config import ManagerConfig, load_config
+from ..manager.guests import GuestStatus, Manager, Report
+from . import Command, main as cli_main
+
+PROG = "xenguest-manager"
+DESCRIPTION = (
+    "Deploy and run xenguest images on a Xen host (dom0): create a guest from an\n"
+    "image (configuration, disk), start it through its init scripts, stop and\n"
+    "remove it.  Settings: /etc/xenguest/manager.conf (see docs/manager.md).\n\n"
+    "Use 'xenguest-manager OPERATION --help' for the options of an operation."
+)
+LOGGER = "xenguest.manager"
+FILE_ONLY = "file_only"
+
+
+class _NotFileOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, FILE_ONLY, False)
+
+
+def setup_logging(config: ManagerConfig, verbose: int, quiet: bool) -> None:
+    """Log to stderr and to the configured log file (replacing earlier handlers)."""
+    logger = logging.getLogger(LOGGER)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    level = logging.DEBUG if verbose else getattr(logging, config.log_level.upper())
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    stderr.setLevel(logging.WARNING if quiet else level)
+    stderr.addFilter(_NotFileOnly())
+    logger.addHandler(stderr)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    if config.log_file:
+        try:
+            handler = logging.FileHandler(config.log_file, encoding="utf-8")
+        except OSError as e:
+            logger.warning("cannot write the log file %s: %s", config.log_file, e.strerror)
+            return
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s [%(process)d] %(message)s"))
+        handler.setLevel(level)
+        logger.addHandler(handler)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+class ManagerCommand(Command):
+    """Shared options and set-up of every operation."""
+
+    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
+        self.arguments(parser)
+        common = parser.add_argument_group("common options")
+        common.add_argument("--config", metavar="FILE",
+                            help="settings file (default: $XENGUEST_MANAGER_CONFIG, "
+                                 "else /etc/xenguest/manager.conf)")
+        common.add_argument("-v", "--verbose", action="count", default=0,
+                            help="log everything, commands included")
+        common.add_argument("-q", "--quiet", action="store_true",
+                            help="show only warnings and errors on stderr")
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add the operation's own arguments."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        config = load_config(args.config)
+        setup_logging(config, args.verbose, args.quiet)
+        previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            return self.execute(Manager(config), args)
+        except XenguestError as e:
+            logging.getLogger(LOGGER).error("%s: %s", self.name, e.message,
+                                            extra={FILE_ONLY: True})
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def execute(self, manager: Manager, args: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+
+def _add_name(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="the guest")
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def _timeout(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--timeout", metavar="S", type=float,
+                        help=f"seconds to wait for {what} (default: stop_timeout of "
+                             "the settings, 60)")
+
+
+class Create(ManagerCommand):
+    name = "create"
+    helpmsg = "create a guest from an image (configuration and disk)"
+    description = (
+        "Validate IMAGE, then install its configuration into the guest's state folder\n"
+        "and provision its disk.  NAME defaults to the image file name without\n"
+        ".xenguest.  On any failure nothing is kept."
+    )
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("image", metavar="IMAGE", help="a xenguest image (file or folder)")
+        parser.add_argument("name", metavar="NAME", nargs="?", help="the guest name")
+        parser.add_argument("--replace", action="store_true",
+                            help="replace an existing (stopped) guest of that name")
+
+    def execute(self, manager: Manager, args: argparse.Namespace) -> int:
+        name = manager.create(args.image, args.name, replace=args.replace)
+        print(name)
+        return 0
+
+
+class Start(ManagerCommand):
+    name = "start"
+    helpmsg = "start a guest (init.pre, xl create -p, init.d, xl unpause, init.post)"
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        _add_name(parser)
+
+    def execute(self, manager: Manager, args: argparse.Namespace) -> int:
+        manager.start(args.name)
+        return 0
+
+
+class Stop(ManagerCommand):
+    name = "stop"
+    helpmsg = "shut a guest down gracefully (xl shutdown)"
+    description = (
+        "Ask the guest to shut down and wait until its domain is gone.  With --kill,\n"
+        "a guest that fails to shut down in time is destroyed."
+    )
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        _add_name(parser)
+        _timeout(parser, "the shutdown")
+        parser.add_argument("--kill", action="store_true",
+                            help="destroy the guest if it does not shut down in time")
+        parser.add_argument("--no-wait", action="store_true",
+                            help="return as soon as the shutdown is requested")
+
+    def execute(self, manager: Manager, args: argparse.Namespace) -> int:
+        manager.stop(args.name, args.timeout, kill=args.kill, wait=not args.no_wait)
+        return 0
+
+
+class Destroy(ManagerCommand):
+    name = "destroy"
+    helpmsg = "stop a guest at once (xl destroy)"
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        _add_name(parser)
+
+    def execute(self, manager: Manager, args: argparse.Namespace) -> int:
+        manager.destroy(args.name)
+        return 0
+
+
+class Remove(ManagerCommand):
+    name = "remove"
+    helpmsg = "remove a guest: stop it if needed, free its disk, delete its state"
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        _add_name(parser)
+        _timeout(parser, "a graceful shutdown before destroying")
+
+    def execute(self, manager: Manager, args: argparse.Namespace) -> int:
+        manager.remove(args.name, args.timeout)
+        return 0
+
+
+def _status_line(status: GuestStatus) -> str:
+    domid = f" (domain ID {status.domid})" if status.domid is not None else ""
+    return f"{status.name}: {status.state}{domid}"
+
+
+class List_(ManagerCommand):
+    name = "list"
+    helpmsg = "list the guests"
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        _add_json(parser)
+
+    def execute(self, manager: Manager, args: argparse.Namespace) -> int:
+        guests = manager.status()
+        if args.json:
+            _print_json([g.as_dict() for g in guests])
+            return 0
+        rows = [("NAME", "STATE", "ID", "AUTOBOOT", "DISK")]
+        for g in guests:
+            disk = f"{g.disk['backend']} {g.disk['size'] // (1 << 20)} MiB" if g.disk else "-"
+            autoboot = "-" if g.autoboot is None else "yes" if g.autoboot else "no"
+            rows.append((g.name, g.state, "-" if g.domid is None else str(g.domid),
+                         autoboot, disk))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        return 0
+
+
+class Status(ManagerCommand):
+    name = "status"
+    helpmsg = "show the state of one guest or of every guest"
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("name", metavar="NAME", nargs="?", help="the guest (default: all)")
+        _add_json(parser)
+
+    def execute(self, manager: Manager, args: argparse.Namespace) -> int:
+        guests = manager.status(args.name)
+        if args.json:
+            _print_json(guests[0].as_dict() if args.name else [g.as_dict() for g in guests])
+        else:
+            for guest in guests:
+                print(_status_line(guest))
+        return 0
+
+
+def _report(report: Report, verb: str) -> int:
+    """Print what was done; failures were logged as they happened."""
+    for name in report.done:
+        print(f"{name}: {verb}")
+    for name in report.started:
+        print(f"{name}: started")
+    return 1 if report.failed else 0
+
+
+class Autostart(ManagerCommand):
+    name = "autostart"
+    helpmsg = "create the guests of the guest folders, start those with GUEST_AUTOBOOT=1"
+    description = (
+        "Create a guest from every NAME.xenguest of the guest folders that is not a\n"
+        "guest yet, then start every stopped guest whose GUEST_AUTOBOOT is 1.  A\n"
+        "failure does not stop the others; the exit status is 1 if any failed."
+    )
+
+    def execute(self, manager: Manager, args: argparse.Namespace) -> int:
+        return _report(manager.autostart(), "created")
+
+
+class ShutdownAll(ManagerCommand):
+    name = "shutdown-all"
+    helpmsg = "shut every running guest down (at host shutdown)"
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        _timeout(parser, "the shutdowns")
+        parser.add_argument("--kill", action="store_true",
+                            help="destroy the guests that do not shut down in time")
+
+    def execute(self, manager: Manager, args: argparse.Namespace) -> int:
+        return _report(manager.shutdown_all(args.timeout, kill=args.kill), "stopped")
+
+
+class Help(Command):
+    name = "help"
+    helpmsg = "show this help, or the help of OPERATION"
+
+    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("topic", metavar="OPERATION", nargs="?")
+
+    def run(self, args: argparse.Namespace) -> int:
+        argv = [args.topic, "--help"] if args.topic else ["--help"]
+        return cli_main(PROG, DESCRIPTION, COMMANDS, argv)
+
+
+COMMANDS: List[Command] = [
+    Create(), Start(), Stop(), Destroy(), Remove(), List_(), Status(), Autostart(),
+    ShutdownAll(), Help(),
+]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``xenguest-manager``."""
+    return cli_main(PROG, DESCRIPTION, COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
