@@ -165,13 +165,21 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
     directory of the symlink's target if *path* is a symbolic link), which is
     removed on any exception. The new file keeps the old one's permission bits,
     else gets 0o644 minus the umask. Do not close the yielded file object.
+
+    Replacing an existing file is durable: the data is synced before the
+    rename, so that after a power cut the path holds the old or the new
+    content.  A new path is not synced (like ``cp`` and ``tar``): there is no
+    old content to protect, and a build writing gigabytes should not wait for
+    the disk.
     """
     target = os.path.realpath(path)
     directory, base = os.path.split(target)
     try:
         mode = os.stat(target).st_mode
+        durable = True
     except FileNotFoundError:
         mode = 0o644 & ~_umask()
+        durable = False
     if stat.S_ISDIR(mode):
         raise XenguestError(f"{path} is a directory")
     try:
@@ -183,12 +191,15 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
             yield out  # type: ignore[misc]
             out.flush()
             os.fchmod(out.fileno(), stat.S_IMODE(mode))
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if not durable:
+        return
     with contextlib.suppress(OSError):
         dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
