@@ -128,3 +128,44 @@ def tree(root: str) -> Dict[str, bytes]:
             with open(os.path.join(dirpath, f), "rb") as fh:
                 result[os.path.normpath(os.path.join(rel, f))] = fh.read()
     return result
+
+
+def real_xl_confirms(image: str, config: dict) -> dict:
+    """Check the image's merged xl configuration with the real ``xl -N create``.
+
+    xl must accept it (exit 0, nothing on stderr) and its domain JSON must show
+    the values of *config* (the settings our parser merged).  A name and a
+    kernel are added when the image has none, as the host does.
+    """
+    from xl_tool import have_xl, unavailable, xl_dry_run
+
+    if not have_xl():
+        unavailable("xl (xen-utils-4.17)")
+    text = mkimage("dump-xenconfig", image).out
+    if "name" not in config:
+        text += '\nname = "xenguest-test"\n'
+    if "kernel" not in config and "bootloader" not in config:
+        text += '\nkernel = "files/kernel"\n'
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "merged.cfg")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        rc, domain, err = xl_dry_run(path)
+    assert rc == 0 and err == "", (text, rc, err)
+    c_info, b_info = domain["c_info"], domain["b_info"]
+    expected = {
+        "name": (c_info["name"], config.get("name")),
+        "type": (c_info["type"], config.get("type")),
+        "memory": (b_info["max_memkb"], config["memory"] * 1024 if "memory" in config else None),
+        "vcpus": (b_info["max_vcpus"], config.get("vcpus")),
+        "kernel": (b_info.get("kernel"), config.get("kernel")),
+        "ramdisk": (b_info.get("ramdisk"), config.get("ramdisk")),
+    }
+    words = [f"root={config['root']}"] if "root" in config else []
+    words += [config["extra"]] if config.get("extra") else []
+    cmdline = config.get("cmdline", " ".join(words) or None)
+    expected["cmdline"] = (b_info.get("cmdline"), cmdline)
+    for key, (seen, wanted) in expected.items():
+        if wanted is not None:
+            assert seen == wanted, (key, seen, wanted, text)
+    return domain

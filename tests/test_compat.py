@@ -15,7 +15,7 @@ import tarfile
 
 import pytest
 
-from mkimage_util import fails, ok, sha256, tar_member, tar_names, tree, write
+from mkimage_util import fails, ok, real_xl_confirms, sha256, tar_member, tar_names, tree, write
 
 ANCESTOR_GUEST_CFG = """\
 memory = 1024
@@ -66,7 +66,10 @@ def ancestor_image(tmp_path):
 
 
 def xl(image):
-    return json.loads(ok("dump-xenconfig", image, "--json").out)["config"]
+    """The merged xl configuration; the real xl parser must agree with it."""
+    config = json.loads(ok("dump-xenconfig", image, "--json").out)["config"]
+    real_xl_confirms(image, config)
+    return config
 
 
 def test_ancestor_image_reads_checks_and_dumps(ancestor_image):

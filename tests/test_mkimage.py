@@ -7,7 +7,8 @@ import tarfile
 
 import pytest
 
-from mkimage_util import fails, mkimage, ok, sha256, tar_member, tar_names, tree, write
+from mkimage_util import (fails, mkimage, ok, real_xl_confirms, sha256, tar_member, tar_names,
+                          tree, write)
 
 
 @pytest.fixture
@@ -35,7 +36,10 @@ def inputs(tmp_path):
 
 
 def xl(image):
-    return json.loads(ok("dump-xenconfig", image, "--json").out)["config"]
+    """The merged xl configuration; the real xl parser must agree with it."""
+    config = json.loads(ok("dump-xenconfig", image, "--json").out)["config"]
+    real_xl_confirms(image, config)
+    return config
 
 
 def disk(image):
@@ -170,6 +174,7 @@ def test_unrepresentable_value_refused(tmp_path):
     before = sha256(image)
     line = fails("update", image, "--xen-extra=bad\x01char")
     assert "--xen-extra=" in line
+    assert "empty" in fails("update", image, "--xen-extra=")
     assert sha256(image) == before
 
 
@@ -365,6 +370,7 @@ def test_check_reports_problems(tmp_path, inputs):
     os.chmod(folder / "init.d" / "20-setup", 0o644)
     (folder / "guest.d" / "bad.cfg").write_text("memory = [\n")
     (folder / "guest.d" / "typo.cfg").write_text("memroy = 12\n")
+    (folder / "guest.d" / "plus.cfg").write_text("vcpus += 2\n")
     (folder / "params.cfg").write_text('X="$(reboot)"\n')
     result = mkimage("check", str(folder), "--json")
     assert result.rc == 1
@@ -374,6 +380,7 @@ def test_check_reports_problems(tmp_path, inputs):
     assert ("error", "init.d/20-setup") in where
     assert ("error", "guest.d/bad.cfg") in where
     assert ("warning", "guest.d/typo.cfg") in where
+    assert ("error", "guest.d/plus.cfg") in where
     assert ("error", "params.cfg") in where
     text = mkimage("check", str(folder))
     assert text.rc == 1 and "INVALID" in text.out
@@ -452,3 +459,12 @@ def test_launcher_runs_as_a_process(tmp_path):
     usage = run_process("update", image, "--no-such-option")
     assert usage.rc == 2 and len(usage.err.splitlines()) == 1
     assert run_process("--help").out.startswith("usage: xenguest-mkimage")
+
+
+def test_reference_docs_match_the_help_texts():
+    from xenguest.cli.docs import page
+    from mkimage_util import ROOT
+
+    with open(os.path.join(ROOT, "docs", "xenguest-mkimage.md"), encoding="utf-8") as f:
+        assert f.read() == page("mkimage"), \
+            "regenerate: cd meta-xenguest/lib && python3 -m xenguest.cli.docs mkimage > ../../docs/xenguest-mkimage.md"

@@ -102,6 +102,11 @@ def _check_xl(image: Image, complete: bool) -> List[Problem]:
                 xlcfg.XlConfig.parse(image.read_text(name), name))):
             documents.append(docs[0])
             for statement in docs[0].statements():
+                if statement.op == "+=" and statement.key in POSITIVE_NUMBERS:
+                    problems.append(error(
+                        f"{name}:{statement.lineno}",
+                        f"'{statement.key} +=': xl cannot add to a number",
+                    ))
                 if not xlkeys.is_known(statement.key):
                     problems.append(warning(
                         f"{name}:{statement.lineno}",

@@ -151,6 +151,8 @@ class GuestEditor:
 
     def add_extra(self, argument: str) -> None:
         """Append one argument to the kernel command line (``extra``)."""
+        if not argument.strip():
+            raise XenguestError("the kernel argument is empty")
         key = self._cmdline_key()
         current = self.xl_merged().get(key, "")
         if not isinstance(current, str):

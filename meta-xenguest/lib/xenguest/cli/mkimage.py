@@ -24,6 +24,13 @@ DESCRIPTION = (
 )
 
 
+EDIT_EPILOG = (
+    "Options are applied in the order given.  Write values as --option=VALUE (needed\n"
+    "when a value starts with '-'); SRC[:DST] splits at the last colon.  Sizes: M is a\n"
+    "MiB, G is 1000 M, a bare number is G (4 = 4G = 4000M)."
+)
+
+
 class EditAction(argparse.Action):
     """Records ``(option, value)`` in command-line order in ``args.edits``."""
 
@@ -72,6 +79,7 @@ class EditCommand(Command):
     def setup_parser(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("image", metavar="XENGUEST", help=self.image_help)
         add_edit_options(parser)
+        parser.epilog = EDIT_EPILOG
 
     image_help = "the image"
 
