@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Benchmark of xenguest-mkimage against baselines on the same machine and run.
+
+Measures, with a rootfs tarball of --size-mib (default 1024):
+
+1. assembling a file image from a kernel, a dtb and the rootfs tarball, against
+   ``cp`` of the same bytes (goal: at most 1.3 x) and against the naive approach
+   of the earlier tool (stage a directory, then ``tar -cf`` it);
+2. the peak memory (RSS) of that assembly (goal: under 100 MB whatever the size);
+3. a metadata update (``update IMG --xen-memory=1024``) on the packed image
+   (goal: under 100 ms, independent of the payload size), against the naive
+   unpack-edit-repack approach.
+
+Each figure is the median of --runs runs, with the page cache warm for
+everyone.  Ratios are printed; nothing is asserted.
+"""
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from typing import Callable, List, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MKIMAGE = [sys.executable, os.path.join(ROOT, "meta-xenguest", "scripts", "xenguest-mkimage")]
+
+
+def make_rootfs(path: str, size_mib: int) -> None:
+    """A real tar archive holding one file of incompressible data, written in a stream."""
+    block = os.urandom(1 << 20)
+
+    class Source:
+        def __init__(self, size: int) -> None:
+            self.left = size
+
+        def read(self, n: int = -1) -> bytes:
+            n = self.left if n < 0 else min(n, self.left)
+            out = (block * (n // len(block) + 1))[:n]
+            self.left -= n
+            return out
+
+    data_size = (size_mib << 20) - (1 << 20)
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tf:
+        info = tarfile.TarInfo("data.bin")
+        info.size = data_size
+        tf.addfile(info, Source(data_size))
+
+
+def timed(run: Callable[[], None], runs: int, setup: Callable[[], None] = lambda: None) -> float:
+    times: List[float] = []
+    for _ in range(runs):
+        setup()
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def sh(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def peak_rss_mib(cmd: List[str]) -> float:
+    """Peak RSS of one run of *cmd*, from a fresh child-accounting process."""
+    probe = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe] + cmd, check=True,
+                         stdout=subprocess.PIPE).stdout
+    return int(out.split()[-1]) / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024, help="rootfs tarball size")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
+    args = parser.parse_args()
+
+    work = tempfile.mkdtemp(prefix="xenguest-bench-", dir=args.dir)
+    try:
+        kernel = os.path.join(work, "Image")
+        dtb = os.path.join(work, "guest.dtb")
+        rootfs = os.path.join(work, "rootfs.tar")
+        with open(kernel, "wb") as f:
+            f.write(os.urandom(20 << 20))
+        with open(dtb, "wb") as f:
+            f.write(os.urandom(64 << 10))
+        make_rootfs(rootfs, args.size_mib)
+        payload = sum(os.path.getsize(p) for p in (kernel, dtb, rootfs))
+        image = os.path.join(work, "guest.xenguest")
+        create = MKIMAGE + [
+            "create", image, f"--xen-kernel={kernel}", f"--xen-device-tree={dtb}",
+            "--disk-size=4", "--disk-add-part=1:4:ext4:rootfs.tar", f"--disk-add-file={rootfs}",
+        ]
+        copies = os.path.join(work, "copies")
+
+        def reset_copies() -> None:
+            shutil.rmtree(copies, ignore_errors=True)
+            os.mkdir(copies)
+
+        def remove(path: str) -> Callable[[], None]:
+            return lambda: os.path.lexists(path) and os.unlink(path)  # type: ignore[func-returns-value]
+
+        t_cp = timed(lambda: sh("cp", kernel, dtb, rootfs, copies), args.runs, reset_copies)
+        t_ours = timed(lambda: sh(*create), args.runs, remove(image))
+        stage = os.path.join(work, "stage")
+        naive_image = os.path.join(work, "naive.xenguest")
+
+        def naive_create() -> None:
+            shutil.rmtree(stage, ignore_errors=True)
+            for sub in ("files", "disk", "guest.d", "init.d", "init.pre", "init.post"):
+                os.makedirs(os.path.join(stage, sub))
+            sh("cp", kernel, os.path.join(stage, "files", "kernel"))
+            sh("cp", dtb, os.path.join(stage, "files", "guest.dtb"))
+            sh("cp", rootfs, os.path.join(stage, "disk", "rootfs.tar"))
+            for name in ("guest.cfg", "params.cfg", "disk.cfg"):
+                with open(os.path.join(stage, name), "w") as f:
+                    f.write("memory = 512\n")
+            sh("tar", "-C", stage, "-cf", naive_image, ".")
+
+        t_naive = timed(naive_create, args.runs)
+        rss = peak_rss_mib(create)
+
+        update = MKIMAGE + ["update", image, "--xen-memory=1024"]
+        memory = iter(range(1000, 100000))
+
+        def run_update() -> None:
+            sh(*(update[:-1] + [f"--xen-memory={next(memory)}"]))
+
+        sh(*create)
+        t_update = timed(run_update, max(args.runs, 5))
+        sh(*(MKIMAGE + ["pack", image, image]))
+
+        unpacked = os.path.join(work, "unpacked")
+
+        def naive_update() -> None:
+            shutil.rmtree(unpacked, ignore_errors=True)
+            os.mkdir(unpacked)
+            sh("tar", "-C", unpacked, "-xf", naive_image)
+            with open(os.path.join(unpacked, "guest.cfg"), "w") as f:
+                f.write("memory = 1024\n")
+            sh("tar", "-C", unpacked, "-cf", naive_image + ".new", ".")
+            os.replace(naive_image + ".new", naive_image)
+
+        t_naive_update = timed(naive_update, args.runs)
+
+        rows: List[Tuple[str, str]] = [
+            ("payload", f"{payload / (1 << 20):.0f} MiB (kernel 20 MiB, dtb 64 KiB, rootfs "
+                        f"{args.size_mib} MiB), median of {args.runs} runs"),
+            ("cp of the same bytes", f"{t_cp:.3f} s"),
+            ("xenguest-mkimage create", f"{t_ours:.3f} s"),
+            ("naive stage + tar -cf", f"{t_naive:.3f} s"),
+            ("create / cp", f"{t_ours / t_cp:.2f}  (goal <= 1.30)"),
+            ("create / naive", f"{t_ours / t_naive:.2f}"),
+            ("create peak RSS", f"{rss:.1f} MiB  (goal < 100 MiB)"),
+            ("update --xen-memory", f"{t_update * 1000:.1f} ms  (goal < 100 ms)"),
+            ("naive unpack + repack", f"{t_naive_update * 1000:.1f} ms"),
+            ("update / naive", f"{t_update / t_naive_update:.4f}"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        for key, value in rows:
+            print(f"{key:<{width}}  {value}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    sys.exit(main())
