@@ -204,10 +204,13 @@ class GuestEditor:
         self._xl[member] = xlcfg.XlConfig.parse(text, member)
         self.image.write_text(member, text)
 
-    def remove_fragment(self, name: str) -> None:
-        member = f"{layout.GUEST_D}/{layout.check_file_name(name, 'guest.d fragment')}"
+    def _remove_member(self, member: str) -> None:
         if not self.image.remove(member):
             raise XenguestError(f"no {member} in the image")
+
+    def remove_fragment(self, name: str) -> None:
+        member = f"{layout.GUEST_D}/{layout.check_file_name(name, 'guest.d fragment')}"
+        self._remove_member(member)
         self._xl.pop(member, None)
 
     def add_file(self, value: str) -> None:
@@ -216,9 +219,7 @@ class GuestEditor:
         self.image.add_file(f"{layout.FILES}/{dest}", source)
 
     def remove_file(self, name: str) -> None:
-        member = f"{layout.FILES}/{layout.check_relative_path(name, 'file')}"
-        if not self.image.remove(member):
-            raise XenguestError(f"no {member} in the image")
+        self._remove_member(f"{layout.FILES}/{layout.check_relative_path(name, 'file')}")
 
     # -- init scripts ------------------------------------------------------
 
@@ -227,9 +228,7 @@ class GuestEditor:
         self.image.add_file(f"{stage}/{name}", source, layout.SCRIPT_MODE)
 
     def remove_init(self, stage: str, name: str) -> None:
-        member = f"{stage}/{layout.check_file_name(name, 'init script')}"
-        if not self.image.remove(member):
-            raise XenguestError(f"no {member} in the image")
+        self._remove_member(f"{stage}/{layout.check_file_name(name, 'init script')}")
 
     # -- params.cfg --------------------------------------------------------
 
@@ -292,9 +291,7 @@ class GuestEditor:
         self.image.add_file(f"{layout.DISK}/{name}", source)
 
     def remove_disk_file(self, name: str) -> None:
-        member = f"{layout.DISK}/{layout.check_file_name(name, 'disk file')}"
-        if not self.image.remove(member):
-            raise XenguestError(f"no {member} in the image")
+        self._remove_member(f"{layout.DISK}/{layout.check_file_name(name, 'disk file')}")
 
 
 def strings_in(value: xlcfg.Value) -> List[str]:

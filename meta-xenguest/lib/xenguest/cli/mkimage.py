@@ -217,7 +217,11 @@ class ExtractDiskFile(Command):
 
 
 class Dump(Command):
-    """Shared shape of the read-only operations: open, then print text or JSON."""
+    """A read-only operation: open the image, print text or (--json) data."""
+
+    def __init__(self, name: str, helpmsg: str, data: Callable[[Image], Any],
+                 text: Callable[[Image], str]) -> None:
+        self.name, self.helpmsg, self.data, self.text = name, helpmsg, data, text
 
     def setup_parser(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("image", metavar="XENGUEST")
@@ -231,131 +235,90 @@ class Dump(Command):
                 sys.stdout.write(self.text(image))
         return 0
 
-    data: Callable[[Image], Any]
-
-    def text(self, image: Image) -> str:
-        return json.dumps(self.data(image), indent=2) + "\n"
-
 
 def _ensure_newline(text: str) -> str:
     return text if not text or text.endswith("\n") else text + "\n"
 
 
-class DumpXenConfig(Dump):
-    name = "dump-xenconfig"
-    helpmsg = "print the xl configuration (guest.cfg, then guest.d/ in order)"
-
-    @staticmethod
-    def data(image: Image) -> Any:
-        return operations.xen_config(image)
-
-    def text(self, image: Image) -> str:
-        parts = []
-        for i, doc in enumerate(operations.xen_config(image)["files"]):
-            header = "" if i == 0 else f"# --- {doc['name']}\n"
-            parts.append(header + _ensure_newline(doc["text"]))
-        return "".join(parts)
+def xen_config_text(image: Image) -> str:
+    """guest.cfg, then each guest.d fragment under a comment naming it: valid xl."""
+    parts = []
+    for i, doc in enumerate(operations.xen_config(image)["files"]):
+        header = "" if i == 0 else f"# --- {doc['name']}\n"
+        parts.append(header + _ensure_newline(doc["text"]))
+    return "".join(parts)
 
 
-class DumpDiskConfig(Dump):
-    name = "dump-diskconfig"
-    helpmsg = "print the disk description (disk.cfg)"
-
-    @staticmethod
-    def data(image: Image) -> Any:
-        return operations.disk_config(image)
-
-    def text(self, image: Image) -> str:
-        return _ensure_newline(image.read_text(layout.DISK_CFG))
+def file_text(name: str) -> Callable[[Image], str]:
+    return lambda image: _ensure_newline(image.read_text(name))
 
 
-class DumpParamsConfig(Dump):
-    name = "dump-paramsconfig"
-    helpmsg = "print the parameters (params.cfg)"
-
-    @staticmethod
-    def data(image: Image) -> Any:
-        return operations.params_config(image)
-
-    def text(self, image: Image) -> str:
-        return _ensure_newline(image.read_text(layout.PARAMS))
-
-
-class DumpInit(Dump):
-    name = "dump-init"
-    helpmsg = "print the init scripts of each stage"
-
-    @staticmethod
-    def data(image: Image) -> Any:
-        return operations.init_scripts(image)
-
-    def text(self, image: Image) -> str:
-        out = []
-        for stage, scripts in operations.init_scripts(image).items():
-            out.append(f"### {stage}\n")
-            if not scripts:
-                out.append("(no scripts)\n")
-            for script in scripts:
-                out.append(f"--- {stage}/{script['name']} ({script['mode']})\n")
-                out.append(_ensure_newline(script["text"]))
-        return "".join(out)
+def init_text(image: Image) -> str:
+    out = []
+    for stage, scripts in operations.init_scripts(image).items():
+        out.append(f"### {stage}\n")
+        if not scripts:
+            out.append("(no scripts)\n")
+        for script in scripts:
+            out.append(f"--- {stage}/{script['name']} ({script['mode']})\n")
+            out.append(_ensure_newline(script["text"]))
+    return "".join(out)
 
 
-class Info(Dump):
-    name = "info"
-    helpmsg = "summarise the guest: name, memory, kernel, disk, scripts, size"
-
-    @staticmethod
-    def data(image: Image) -> Any:
-        return operations.info(image)
-
-    def text(self, image: Image) -> str:
-        data = operations.info(image)
-        rows = [("image", f"{data['image']} ({data['kind']} image, format "
-                          f"{data['format_version']}, {human_size(data['total_size'])})")]
-        for key in ("name", "type", "memory", "vcpus"):
-            value = data[key]
-            rows.append((key, "-" if value is None else f"{value}{' MB' if key == 'memory' else ''}"))
-        for key in ("kernel", "device_tree", "ramdisk"):
-            item = data[key]
-            size = "" if not item or item["size"] is None else f" ({human_size(item['size'])})"
-            rows.append((key.replace("_", " "), f"{item['path']}{size}" if item else "-"))
-        rows.append(("cmdline", data["cmdline"] if data["cmdline"] is not None else "-"))
-        rows.append(("root", data["root"] or "-"))
-        disk = data["disk"]
-        if disk["size_mib"]:
-            rows.append(("disk", f"{disk['size']} ({disk['device'] or 'device chosen by the host'})"))
-            for part in disk["partitions"]:
-                rows.append((f"  partition {part['number']}",
-                             f"{part['size']} {part['fs'] or '(no filesystem)'} "
-                             f"{part['content'] or '(empty)'}"))
-        else:
-            rows.append(("disk", "none"))
-        for stage, scripts in data["init"].items():
-            rows.append((stage, " ".join(scripts) or "-"))
-        rows.append(("params", " ".join(f"{k}={v}" for k, v in data["params"].items()) or "-"))
-        if data["superseded"]["members"]:
-            rows.append(("superseded", f"{data['superseded']['members']} member(s), "
-                                       f"{human_size(data['superseded']['bytes'])} "
-                                       "(run 'pack' to compact)"))
-        width = max(len(k) for k, _ in rows) + 1
-        return "".join(f"{k + ':':<{width}} {v}\n" for k, v in rows)
+def info_text(image: Image) -> str:
+    data = operations.info(image)
+    rows = [("image", f"{data['image']} ({data['kind']} image, format "
+                      f"{data['format_version']}, {human_size(data['total_size'])})")]
+    for key in ("name", "type", "memory", "vcpus"):
+        value = data[key]
+        rows.append((key, "-" if value is None else f"{value}{' MB' if key == 'memory' else ''}"))
+    for key in ("kernel", "device_tree", "ramdisk"):
+        item = data[key]
+        size = "" if not item or item["size"] is None else f" ({human_size(item['size'])})"
+        rows.append((key.replace("_", " "), f"{item['path']}{size}" if item else "-"))
+    rows.append(("cmdline", data["cmdline"] if data["cmdline"] is not None else "-"))
+    rows.append(("root", data["root"] or "-"))
+    disk = data["disk"]
+    if disk["size_mib"]:
+        rows.append(("disk", f"{disk['size']} ({disk['device'] or 'device chosen by the host'})"))
+        for part in disk["partitions"]:
+            rows.append((f"  partition {part['number']}",
+                         f"{part['size']} {part['fs'] or '(no filesystem)'} "
+                         f"{part['content'] or '(empty)'}"))
+    else:
+        rows.append(("disk", "none"))
+    for stage, scripts in data["init"].items():
+        rows.append((stage, " ".join(scripts) or "-"))
+    rows.append(("params", " ".join(f"{k}={v}" for k, v in data["params"].items()) or "-"))
+    if data["superseded"]["members"]:
+        rows.append(("superseded", f"{data['superseded']['members']} member(s), "
+                                   f"{human_size(data['superseded']['bytes'])} "
+                                   "(run 'pack' to compact)"))
+    width = max(len(k) for k, _ in rows) + 1
+    return "".join(f"{k + ':':<{width}} {v}\n" for k, v in rows)
 
 
-class List_(Dump):
-    name = "list"
-    helpmsg = "list the files of an image"
+def list_text(image: Image) -> str:
+    lines = []
+    for row in operations.members(image):
+        mark = "  (superseded)" if row["superseded"] else ""
+        lines.append(f"{row['mode'] or '-':>6} {row['size']:>12} {row['name']}{mark}\n")
+    return "".join(lines)
 
-    @staticmethod
-    def data(image: Image) -> Any:
-        return operations.members(image)
 
-    def text(self, image: Image) -> str:
-        lines = []
-        for row in operations.members(image):
-            mark = "  (superseded)" if row["superseded"] else ""
-            lines.append(f"{row['mode'] or '-':>6} {row['size']:>12} {row['name']}{mark}\n")
-        return "".join(lines)
+DUMPS: List[Command] = [
+    Dump("dump-xenconfig", "print the xl configuration (guest.cfg, then guest.d/ in order)",
+         operations.xen_config, xen_config_text),
+    Dump("dump-diskconfig", "print the disk description (disk.cfg)",
+         operations.disk_config, file_text(layout.DISK_CFG)),
+    Dump("dump-paramsconfig", "print the parameters (params.cfg)",
+         operations.params_config, file_text(layout.PARAMS)),
+    Dump("dump-init", "print the init scripts of each stage",
+         operations.init_scripts, init_text),
+    Dump("info", "summarise the guest: name, memory, kernel, disk, scripts, size",
+         operations.info, info_text),
+    Dump("list", "list the files of an image", operations.members, list_text),
+]
 
 
 class Help(Command):
@@ -372,8 +335,7 @@ class Help(Command):
 
 COMMANDS: List[Command] = [
     Create(), Update(), Partial(), Check(), Pack(), Extract(), ExtractConfig(),
-    ExtractDiskFile(), DumpXenConfig(), DumpDiskConfig(), DumpParamsConfig(), DumpInit(),
-    Info(), List_(), Help(),
+    ExtractDiskFile(), *DUMPS, Help(),
 ]
 
 
