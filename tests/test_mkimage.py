@@ -247,8 +247,12 @@ def test_disk_errors_leave_image_untouched(tmp_path, inputs):
         ("--disk-add-file=/nonexistent/file.tar", "/nonexistent/file.tar"),
         ("--disk-add-file=x.tar:../escape.tar", "escape"),
     ]
+    big = tmp_path / "big.img"
+    with open(big, "wb") as f:
+        f.truncate((1000 << 20) + 1)
+    cases.append((f"--disk-add-part=2:1:ext4:big.img --disk-add-file={big}", "more than"))
     for option, detail in cases:
-        line = fails("update", image, option)
+        line = fails("update", image, *option.split(" "))
         assert detail in line, (option, line)
         assert sha256(image) == before, option
     assert disk(image)["partitions"][0]["fs"] == "ext4"
@@ -468,3 +472,32 @@ def test_reference_docs_match_the_help_texts():
     with open(os.path.join(ROOT, "docs", "xenguest-mkimage.md"), encoding="utf-8") as f:
         assert f.read() == page("mkimage"), \
             "regenerate: cd meta-xenguest/lib && python3 -m xenguest.cli.docs mkimage > ../../docs/xenguest-mkimage.md"
+
+
+def test_ctrl_c_leaves_no_temporary_file(tmp_path):
+    """SIGINT in the middle of writing a large image: exit 130, nothing left behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mkimage_util import MKIMAGE
+
+    payload = tmp_path / "big.img"
+    with open(payload, "wb") as f:
+        f.truncate(4 << 30)  # sparse: the copy still writes 4 GiB, which takes a while
+    image = tmp_path / "g.xenguest"
+    image.write_bytes(b"old content")
+    proc = subprocess.Popen([sys.executable, MKIMAGE, "create", str(image), "--disk-size=5",
+                             "--disk-add-part=1:5:ext4:big.img", f"--disk-add-file={payload}"],
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not [n for n in os.listdir(tmp_path) if ".tmp-" in n]:
+        assert proc.poll() is None and time.monotonic() < deadline, "no temporary file seen"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.decode().strip() == "xenguest-mkimage create: interrupted"
+    assert sorted(os.listdir(tmp_path)) == ["big.img", "g.xenguest"]
+    assert image.read_bytes() == b"old content"

@@ -148,6 +148,16 @@ def _check_disk(image: Image, complete: bool) -> List[Problem]:
     if _guarded(layout.DISK_CFG, problems, load):
         disk_files = [n[len(layout.DISK) + 1:] for n in image.files_in(layout.DISK)]
         problems += disk[0].problems(disk_files if complete else None)
+        for part in disk[0].partitions.values():
+            member = f"{layout.DISK}/{part.content}"
+            if part.content.endswith(".img") and image.exists(member):
+                size = image.entry(member).size
+                if size > part.size_mib << 20:
+                    problems.append(error(
+                        f"{layout.DISK_CFG}: {part.key}",
+                        f"{part.content} holds {size} bytes, more than the partition's "
+                        f"{part.size_mib}M",
+                    ))
     return problems
 
 
