@@ -320,7 +320,8 @@ class TarIndex:
         members: Dict[str, Member] = {}
         superseded: List[Member] = []
         try:
-            while True:
+            # An archive without members: Python 3.8's tarfile fails on a second next().
+            while archive.firstmember is not None or archive.members:
                 item = archive.next()
                 if item is None:
                     break
