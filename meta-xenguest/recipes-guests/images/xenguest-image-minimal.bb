@@ -1,0 +1,20 @@
+SUMMARY = "A minimal Xen guest, packaged as a xenguest image"
+DESCRIPTION = "core-image-minimal as a Xen guest: the image, the guest kernel \
+               and one host init script per stage in ${IMAGE_LINK_NAME}.xenguest. \
+               The starting point for your own guests: copy it and change the \
+               XENGUEST_IMAGE_* settings (see classes/xenguest-image.bbclass)."
+LICENSE = "MIT"
+
+inherit core-image xenguest-image
+
+IMAGE_INSTALL = "packagegroup-core-boot ${CORE_IMAGE_EXTRA_INSTALL}"
+IMAGE_LINGUAS = ""
+
+XENGUEST_IMAGE_MEMORY_SIZE = "256"
+XENGUEST_IMAGE_DISK_SIZE = "1"
+
+# Scripts the host runs around the guest's creation (from the files folder next
+# to this recipe), each with the guest name as $1.
+XENGUEST_IMAGE_INIT_PRE = "file://10-check-network.sh"
+XENGUEST_IMAGE_INIT = "file://10-report-domain.sh"
+XENGUEST_IMAGE_INIT_POST = "file://10-report-started.sh"
