@@ -5,6 +5,7 @@ Usage: ``xenguest-manager OPERATION [OPTIONS] [ARGS]``.  Every operation takes
 ``/etc/xenguest/manager.conf``), ``-v`` and ``-q``.
 """
 
+import abc
 import argparse
 import json
 import logging
@@ -34,7 +35,11 @@ class _NotFileOnly(logging.Filter):
 
 
 def setup_logging(config: ManagerConfig, verbose: int, quiet: bool) -> None:
-    """Log to stderr and to the configured log file (replacing earlier handlers)."""
+    """Log to stderr and to the configured log file (replacing earlier handlers).
+
+    The file gets the configured level (debug with -v); stderr gets at most
+    info unless -v, and only warnings and errors with -q.
+    """
     logger = logging.getLogger(LOGGER)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
@@ -42,7 +47,7 @@ def setup_logging(config: ManagerConfig, verbose: int, quiet: bool) -> None:
     level = logging.DEBUG if verbose else getattr(logging, config.log_level.upper())
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
-    stderr.setLevel(logging.WARNING if quiet else level)
+    stderr.setLevel(logging.WARNING if quiet else level if verbose else max(level, logging.INFO))
     stderr.addFilter(_NotFileOnly())
     logger.addHandler(stderr)
     logger.setLevel(logging.DEBUG)
@@ -93,8 +98,9 @@ class ManagerCommand(Command):
         finally:
             signal.signal(signal.SIGTERM, previous)
 
+    @abc.abstractmethod
     def execute(self, manager: Manager, args: argparse.Namespace) -> int:
-        raise NotImplementedError
+        """Run the operation with the configured manager; return the exit status."""
 
 
 def _add_name(parser: argparse.ArgumentParser) -> None:

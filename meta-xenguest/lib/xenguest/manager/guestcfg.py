@@ -1,0 +1,116 @@
+"""What a guest is started with: its parameters and its final xl configuration.
+
+The xl configuration is guest.cfg followed by the guest.d/ fragments in sorted
+order (merged with the library's xl parser, as xl would read them), then:
+
+* ``name`` is the guest name;
+* ``disk`` is the provisioned disk, when the guest has one (it replaces any
+  ``disk`` of the image; without a provisioned disk the image's own is kept);
+* the network follows ``XENGUEST_NETWORK_TYPE`` in params.cfg: ``bridge`` sets
+  ``vif = ['script=vif-bridge,bridge=BRIDGE']`` (the configured bridge),
+  ``none`` — or no such parameter — adds nothing (the image's own ``vif``, if
+  any, is kept), ``nat`` is refused;
+* every string value starting with ``files/`` becomes the absolute path of
+  that file in the guest folder.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Tuple
+
+from .. import layout, xlcfg
+from ..shellvars import ShellVarFile, is_reserved
+from . import ManagerError
+from .backends import xl_disk_spec
+
+NETWORK_PARAM = "XENGUEST_NETWORK_TYPE"
+AUTOBOOT_PARAM = "GUEST_AUTOBOOT"
+NETWORK_TYPES = ("bridge", "none")
+FILES_PREFIX = "files/"
+
+
+@dataclass
+class GuestParams:
+    """params.cfg, read without a shell and checked."""
+
+    items: List[Tuple[str, str]]
+    network: str
+    autoboot: bool
+
+
+def read_params(params: ShellVarFile, manager_names: Iterable[str]) -> GuestParams:
+    """Check the parameters; *manager_names* are variables the manager sets itself."""
+    taken = set(manager_names)
+    items = params.items()
+    for key, _ in items:
+        if is_reserved(key):
+            raise ManagerError(f"params.cfg: {key} is reserved: parameters become the "
+                               "environment of init scripts run as root")
+        if key in taken:
+            raise ManagerError(f"params.cfg: {key} is set by xenguest-manager for init "
+                               "scripts and cannot be a parameter")
+    network = params.get(NETWORK_PARAM) or "none"
+    if network == "nat":
+        raise ManagerError(f"params.cfg: {NETWORK_PARAM}=nat is not supported by "
+                           "xenguest-manager: use bridge (the host decides what the bridge "
+                           "is connected to) or none")
+    if network not in NETWORK_TYPES:
+        raise ManagerError(f"params.cfg: {NETWORK_PARAM} is {network!r}, not bridge or none")
+    autoboot = params.get(AUTOBOOT_PARAM)
+    if autoboot not in (None, "", "0", "1"):
+        raise ManagerError(f"params.cfg: {AUTOBOOT_PARAM} is {autoboot!r}, not 0 or 1")
+    return GuestParams(items, network, autoboot == "1")
+
+
+def _read_text(folder: str, name: str) -> str:
+    path = os.path.join(folder, *name.split("/"))
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManagerError(f"{path}: cannot read it: {e}") from None
+
+
+def read_xl_documents(guest_dir: str) -> List[xlcfg.XlConfig]:
+    """guest.cfg then every guest.d/ file, in the library's (sorted name) order."""
+    names = [layout.GUEST_CFG]
+    fragments = []
+    top = os.path.join(guest_dir, layout.GUEST_D)
+    for dirpath, _, filenames in os.walk(top):
+        rel = os.path.relpath(dirpath, guest_dir).replace(os.sep, "/")
+        fragments += [f"{rel}/{n}" for n in filenames
+                      if os.path.isfile(os.path.join(dirpath, n))]
+    names += sorted(fragments)
+    return [xlcfg.XlConfig.parse(_read_text(guest_dir, n), n) for n in names]
+
+
+def read_params_file(guest_dir: str) -> ShellVarFile:
+    """The guest's params.cfg (never sourced)."""
+    return ShellVarFile.parse(_read_text(guest_dir, layout.PARAMS), layout.PARAMS)
+
+
+def _absolute_files(value: xlcfg.Value, guest_dir: str) -> xlcfg.Value:
+    if isinstance(value, str) and value.startswith(FILES_PREFIX):
+        return os.path.join(guest_dir, *value.split("/"))
+    if isinstance(value, list):
+        return [_absolute_files(item, guest_dir) for item in value]
+    return value
+
+
+def build_config(documents: List[xlcfg.XlConfig], name: str, guest_dir: str,
+                 disk_target: Optional[str], network: str, bridge: str) -> str:
+    """The text of the xl configuration guest *name* is started with."""
+    merged = xlcfg.merge(documents)
+    values = {key: _absolute_files(value, guest_dir) for key, value in merged.items()}
+    values["name"] = name
+    if disk_target:
+        values["disk"] = [xl_disk_spec(disk_target)]
+    if network == "bridge":
+        values["vif"] = [f"script=vif-bridge,bridge={bridge}"]
+    config = xlcfg.XlConfig.empty("xl.cfg")
+    for key, value in values.items():
+        config.set(key, value)
+    sources = ", ".join(doc.source for doc in documents)
+    return (f"# xl configuration of guest {name}, written by xenguest-manager at each start\n"
+            f"# from {sources or 'nothing'}; init.pre scripts may append to it.\n"
+            + config.render())

@@ -1,0 +1,165 @@
+"""External commands of the host: looked up once, run with their output captured.
+
+Every command is named by its program name (``sfdisk``, ``mke2fs``, ``xl``); the
+settings may give an absolute path for any of them (``[commands]``), else PATH
+is searched.  A failure becomes one :class:`CommandError` line naming the
+command, its exit status and the last line it printed.  Commands run with
+``LC_ALL=C`` so that their output can be read.
+"""
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Dict, Iterable, List, Mapping, Optional
+
+from . import ManagerError
+
+log = logging.getLogger("xenguest.manager")
+
+#: Where each command comes from, for "not found" messages.
+PROVIDERS: Dict[str, str] = {
+    "sfdisk": "util-linux (sfdisk)",
+    "mkswap": "util-linux (mkswap)",
+    "mke2fs": "e2fsprogs (mke2fs)",
+    "debugfs": "e2fsprogs (debugfs)",
+    "mkfs.vfat": "dosfstools",
+    "mcopy": "mtools",
+    "mmd": "mtools",
+    "xl": "the Xen tools (xl)",
+    "lvcreate": "lvm2",
+    "lvremove": "lvm2",
+    "lvs": "lvm2",
+    "vgs": "lvm2",
+}
+
+
+class CommandError(ManagerError):
+    """An external command failed or could not be run."""
+
+
+@dataclass
+class Result:
+    """What a finished command returned and printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def last_line(*texts: str) -> str:
+    """The last non-blank line of the first text that has one."""
+    for text in texts:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if lines:
+            return lines[-1]
+    return ""
+
+
+class Host:
+    """Finds and runs the host's commands.  *commands* maps names to absolute paths."""
+
+    def __init__(self, commands: Optional[Mapping[str, str]] = None) -> None:
+        self.commands = dict(commands or {})
+        self._found: Dict[str, str] = {}
+
+    def which(self, name: str) -> str:
+        """The path of command *name*; CommandError if it cannot be found."""
+        if name in self._found:
+            return self._found[name]
+        path = self.commands.get(name) or shutil.which(name)
+        if not path or not os.access(path, os.X_OK):
+            provider = PROVIDERS.get(name, name)
+            where = f" at {self.commands[name]}" if name in self.commands else " on PATH"
+            raise CommandError(f"command {name} not found{where} (install {provider})")
+        self._found[name] = path
+        return path
+
+    def require(self, names: Iterable[str]) -> None:
+        """Check that every command in *names* is available; one error lists the missing."""
+        missing = []
+        for name in sorted(set(names)):
+            try:
+                self.which(name)
+            except CommandError:
+                missing.append(f"{name} ({PROVIDERS.get(name, name)})")
+        if missing:
+            raise CommandError("missing command(s): " + ", ".join(missing))
+
+    @staticmethod
+    def environment(extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+        env = dict(os.environ)
+        env["LC_ALL"] = "C"
+        env.update(extra or {})
+        return env
+
+    def run(self, name: str, args: List[str], input: Optional[bytes] = None,
+            env: Optional[Mapping[str, str]] = None, timeout: Optional[float] = None,
+            check: bool = True) -> Result:
+        """Run command *name* with *args*; raise CommandError when it fails and *check*."""
+        argv = [self.which(name)] + list(args)
+        log.debug("running: %s", shlex.join(argv))
+        try:
+            proc = subprocess.run(
+                argv, input=input, stdin=None if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=self.environment(env), timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise CommandError(f"{name} did not finish within {timeout:g} s") from None
+        except OSError as e:
+            raise CommandError(f"cannot run {name}: {e.strerror}") from None
+        result = Result(proc.returncode, proc.stdout.decode("utf-8", "replace"),
+                        proc.stderr.decode("utf-8", "replace"))
+        if check and result.returncode != 0:
+            raise self.failure(name, result)
+        return result
+
+    def run_feeding(self, name: str, args: List[str], feed: Callable[[BinaryIO], None],
+                    env: Optional[Mapping[str, str]] = None) -> Result:
+        """Run command *name*, streaming its standard input from *feed(pipe)*.
+
+        The command's output goes to temporary files, so it cannot block the writer.
+        """
+        argv = [self.which(name)] + list(args)
+        log.debug("running: %s < (stream)", shlex.join(argv))
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err,
+                                        env=self.environment(env))
+            except OSError as e:
+                raise CommandError(f"cannot run {name}: {e.strerror}") from None
+            assert proc.stdin is not None
+            broken = False
+            try:
+                try:
+                    feed(proc.stdin)
+                except BrokenPipeError:
+                    broken = True
+                finally:
+                    try:
+                        proc.stdin.close()
+                    except BrokenPipeError:
+                        broken = True
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            returncode = proc.wait()
+            out.seek(0)
+            err.seek(0)
+            result = Result(returncode, out.read().decode("utf-8", "replace"),
+                            err.read().decode("utf-8", "replace"))
+        if returncode != 0 or broken:
+            raise self.failure(name, result)
+        return result
+
+    @staticmethod
+    def failure(name: str, result: Result) -> CommandError:
+        detail = last_line(result.stderr, result.stdout)
+        status = (f"killed by signal {-result.returncode}" if result.returncode < 0
+                  else f"exit status {result.returncode}")
+        return CommandError(f"{name} failed ({status})" + (f": {detail}" if detail else ""))

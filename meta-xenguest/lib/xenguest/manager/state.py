@@ -1,0 +1,215 @@
+"""The state folder: one folder per guest, a record of what was made, per-guest locks.
+
+Layout below the state folder (``/var/lib/xenguest`` by default)::
+
+    guests/NAME/                  the guest: its image's configuration, files/
+                                  and init scripts (everything but disk/), plus
+    guests/NAME/xenguest-manager.json   what the manager made (image, disk, ...)
+    guests/NAME/disk.img          the disk (file backend)
+    guests/NAME/xl.cfg            the xl configuration of the last start
+    guests/.NAME.partial/         a guest being created (renamed to NAME at the end)
+    guests/.NAME.removing/        a guest being deleted
+    locks/NAME.lock               serializes commands on guest NAME
+
+A guest exists when ``guests/NAME/xenguest-manager.json`` exists.  Lock files
+are never deleted (deleting a lock file others wait on would break the lock).
+"""
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Iterator, List, Optional
+
+from ..editor import GUEST_NAME
+from . import ManagerError
+
+log = logging.getLogger("xenguest.manager")
+
+GUESTS = "guests"
+LOCKS = "locks"
+RECORD = "xenguest-manager.json"
+DISK_FILE = "disk.img"
+RECORD_VERSION = 1
+
+
+
+def check_guest_name(name: str) -> str:
+    """Return *name* if it is a valid guest name, else raise ManagerError.
+
+    Guest names (the library's ``GUEST_NAME``, also used by ``--xen-name``): 1 to
+    64 letters, digits, '.', '_' and '-', starting with a letter or a digit.
+    They name a Xen domain, a folder and a logical volume.
+    """
+    if not GUEST_NAME.match(name or ""):
+        raise ManagerError(
+            f"invalid guest name {name!r}: 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or a digit")
+    return name
+
+
+CONFIG_FILE = "xl.cfg"
+
+#: Top-level names the manager writes in a guest folder (an image may not use them).
+MANAGER_FILES = (RECORD, DISK_FILE, CONFIG_FILE)
+
+
+@dataclass
+class GuestRecord:
+    """What the manager knows about a guest it created."""
+
+    name: str
+    image: str
+    created: str
+    network: str = "none"
+    #: None (no disk) or {"backend": "file"|"lvm", "size": bytes, "path": ..., ...}.
+    disk: Optional[Dict[str, Any]] = None
+    version: int = RECORD_VERSION
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> "GuestRecord":
+        try:
+            data = json.loads(text)
+            return cls(name=data["name"], image=data["image"], created=data["created"],
+                       network=data.get("network", "none"), disk=data.get("disk"),
+                       version=int(data.get("version", RECORD_VERSION)),
+                       extra=dict(data.get("extra") or {}))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ManagerError(f"{where}: damaged guest record ({e})") from None
+
+
+class StateStore:
+    """The state folder of the manager."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.guests = os.path.join(root, GUESTS)
+        self.locks = os.path.join(root, LOCKS)
+
+    def guest_dir(self, name: str) -> str:
+        return os.path.join(self.guests, name)
+
+    def partial_dir(self, name: str) -> str:
+        return os.path.join(self.guests, f".{name}.partial")
+
+    def removing_dir(self, name: str) -> str:
+        return os.path.join(self.guests, f".{name}.removing")
+
+    def exists(self, name: str) -> bool:
+        return os.path.isfile(os.path.join(self.guest_dir(name), RECORD))
+
+    def names(self) -> List[str]:
+        """Every guest, sorted."""
+        try:
+            entries = os.listdir(self.guests)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in entries if GUEST_NAME.match(n) and self.exists(n))
+
+    def load(self, name: str) -> GuestRecord:
+        """The record of guest *name*; ManagerError when there is no such guest."""
+        check_guest_name(name)
+        path = os.path.join(self.guest_dir(name), RECORD)
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise ManagerError(f"no guest {name} (see 'xenguest-manager list')") from None
+        return GuestRecord.from_json(text, path)
+
+    @staticmethod
+    def save(folder: str, record: GuestRecord) -> None:
+        """Write *record* into *folder* atomically."""
+        write_atomic(os.path.join(folder, RECORD), record.to_json())
+
+    def prepare(self) -> None:
+        """Create the state folder's sub-folders."""
+        for path in (self.guests, self.locks):
+            try:
+                os.makedirs(path, 0o755, exist_ok=True)
+            except OSError as e:
+                raise ManagerError(f"cannot create {path}: {e.strerror}") from None
+
+    @contextmanager
+    def lock(self, name: str, timeout: float, sleep: Any = time.sleep) -> Iterator[None]:
+        """Hold the lock of guest *name* (waits up to *timeout* seconds for it)."""
+        self.prepare()
+        path = os.path.join(self.locks, f"{check_guest_name(name)}.lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise ManagerError(f"cannot open lock file {path}: {e.strerror}") from None
+        try:
+            deadline = time.monotonic() + timeout
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise ManagerError(f"cannot lock {path}: {e.strerror}") from None
+                if time.monotonic() >= deadline:
+                    raise ManagerError(
+                        f"guest {name} is busy: another xenguest-manager command still holds "
+                        f"{path} after {timeout:g} s")
+                if not waited:
+                    log.info("waiting for another xenguest-manager command on guest %s", name)
+                    waited = True
+                sleep(0.1)
+            yield
+        finally:
+            os.close(fd)
+
+    def delete_guest(self, name: str) -> None:
+        """Delete guest *name*'s folder: renamed aside first, so that it vanishes at once."""
+        folder = self.guest_dir(name)
+        if not os.path.lexists(folder):
+            return
+        aside = self.removing_dir(name)
+        discard(aside)
+        os.rename(folder, aside)
+        discard(aside)
+
+
+def discard(path: str) -> None:
+    """Delete a folder tree if it exists."""
+    if os.path.lexists(path):
+        shutil.rmtree(path)
+
+
+def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
+    """Write *text* to *path* through a temporary file and a rename."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_record_if_any(folder: str) -> Optional[GuestRecord]:
+    """The record in *folder*, or None if it has none or it is unreadable."""
+    path = os.path.join(folder, RECORD)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return GuestRecord.from_json(f.read(), path)
+    except (OSError, ManagerError):
+        return None
