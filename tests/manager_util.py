@@ -27,17 +27,13 @@ from xenguest.manager.guests import Manager
 from xenguest.manager.host import CommandError
 from xenguest.manager.toolstack import Domain, Toolstack
 
+from mkimage_util import write  # noqa: F401  (shared with the manager tests)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCHER = os.path.join(ROOT, "meta-xenguest", "scripts", "xenguest-manager")
 MIB = 1 << 20
 
 
-def write(path: str, data, mode: int = 0o644) -> str:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-    os.chmod(path, mode)
-    return path
 
 
 def script(path: str, body: str) -> str:

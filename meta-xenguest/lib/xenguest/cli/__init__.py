@@ -32,6 +32,23 @@ class Command(abc.ABC):
         """Run the operation; return the exit status."""
 
 
+class Help(Command):
+    """``help [OPERATION]``: the same text as ``--help`` and ``OPERATION --help``."""
+
+    name = "help"
+    helpmsg = "show this help, or the help of OPERATION"
+
+    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("topic", metavar="OPERATION", nargs="?")
+
+    def run(self, args: argparse.Namespace) -> int:
+        try:
+            args.root_parser.parse_args([args.topic, "--help"] if args.topic else ["--help"])
+        except SystemExit as e:
+            return int(e.code or 0)
+        return 0
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises :class:`UsageError` instead of printing and exiting."""
 
@@ -54,7 +71,7 @@ def build_parser(prog: str, description: str, commands: Sequence[Command]) -> Ar
             formatter_class=formatter,
         )
         command.setup_parser(child)
-        child.set_defaults(command=command)
+        child.set_defaults(command=command, root_parser=parser)
     return parser
 
 

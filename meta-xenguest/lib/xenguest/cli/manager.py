@@ -16,7 +16,7 @@ from typing import Any, List, Optional
 from ..errors import XenguestError
 from ..manager.config import ManagerConfig, load_config
 from ..manager.guests import GuestStatus, Manager, Report
-from . import Command, main as cli_main
+from . import Command, Help, main as cli_main
 
 PROG = "xenguest-manager"
 DESCRIPTION = (
@@ -281,18 +281,6 @@ class ShutdownAll(ManagerCommand):
 
     def execute(self, manager: Manager, args: argparse.Namespace) -> int:
         return _report(manager.shutdown_all(args.timeout, kill=args.kill), "stopped")
-
-
-class Help(Command):
-    name = "help"
-    helpmsg = "show this help, or the help of OPERATION"
-
-    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("topic", metavar="OPERATION", nargs="?")
-
-    def run(self, args: argparse.Namespace) -> int:
-        argv = [args.topic, "--help"] if args.topic else ["--help"]
-        return cli_main(PROG, DESCRIPTION, COMMANDS, argv)
 
 
 COMMANDS: List[Command] = [

@@ -13,7 +13,7 @@ from .. import layout, operations
 from ..image import Image
 from ..options import FLAG, GROUPS, OPTIONAL, OPTIONS, Edit
 from ..problems import ERROR, WARNING
-from . import Command, main as cli_main
+from . import Command, Help, main as cli_main
 
 PROG = "xenguest-mkimage"
 DESCRIPTION = (
@@ -319,18 +319,6 @@ DUMPS: List[Command] = [
          operations.info, info_text),
     Dump("list", "list the files of an image", operations.members, list_text),
 ]
-
-
-class Help(Command):
-    name = "help"
-    helpmsg = "show this help, or the help of OPERATION"
-
-    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("topic", metavar="OPERATION", nargs="?")
-
-    def run(self, args: argparse.Namespace) -> int:
-        argv = [args.topic, "--help"] if args.topic else ["--help"]
-        return cli_main(PROG, DESCRIPTION, COMMANDS, argv)
 
 
 COMMANDS: List[Command] = [
