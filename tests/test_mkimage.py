@@ -54,7 +54,8 @@ def test_create_defaults_file_image(tmp_path):
     image = str(tmp_path / "guest.xenguest")
     ok("create", image)
     names = tar_names(image)
-    assert names[:5] == ["./", "./xenguest.format", "./params.cfg", "./guest.cfg", "./disk.cfg"]
+    assert names[:6] == ["./", "./xenguest.format", "./xenguest.manifest", "./params.cfg",
+                         "./guest.cfg", "./disk.cfg"]
     for folder in ("guest.d", "init.pre", "init.d", "init.post", "files", "disk"):
         assert f"./{folder}/" in names
     assert xl(image) == {"memory": 1024, "vcpus": 1,

@@ -82,6 +82,33 @@
 # XENGUEST_IMAGE_DISK_FILES     partition content files for disk/, each
 #                               SRC[:DST].                                     ""
 #
+# Signing (see docs/signing.md): when both of these are set, the task signs the
+# image's manifest (a detached CMS signature in signatures/, "xenguest-mkimage
+# sign") with openssl-native, which is then added to DEPENDS; unset, nothing
+# changes. Paths are absolute. The key's path is excluded from the task
+# signature (vardepsexclude) and never logged; the certificate's and chain's
+# contents are part of it (file-checksums).
+#
+# XENGUEST_IMAGE_SIGN_KEY       the signing key (PEM, no passphrase), e.g. in a
+#                               folder outside TMPDIR and sstate.              ""
+# XENGUEST_IMAGE_SIGN_CERT      its certificate (PEM).                         ""
+# XENGUEST_IMAGE_SIGN_CHAIN     intermediate CA certificates (PEM) to carry in
+#                               the signature; optional.                       ""
+#
+# A development CA and signing key (EC P-256), valid for a year:
+#   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+#       -keyout dev-ca.key -out dev-ca.pem -days 365 -subj "/CN=xenguest dev CA" \
+#       -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
+#   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+#       -keyout signing.key -out signing.csr -subj "/CN=xenguest dev signer"
+#   openssl x509 -req -in signing.csr -CA dev-ca.pem -CAkey dev-ca.key \
+#       -CAcreateserial -days 365 -out signing.pem
+# then XENGUEST_IMAGE_SIGN_KEY = "/abs/signing.key", XENGUEST_IMAGE_SIGN_CERT =
+# "/abs/signing.pem", and dev-ca.pem is the host's keyring
+# (xenguest-manager.conf [security] keyring). Production: an offline root CA, an
+# intermediate per product line (XENGUEST_IMAGE_SIGN_CHAIN), the key on the
+# build machine only: docs/signing.md.
+#
 # The earlier meta-arm-autonomy layer's names XENGUEST_EXTRA_DTB, _RAMDISK,
 # _XENCONFIG, _INIT_PRE, _INIT, _INIT_POST, _FILES and _DISK_FILES are read as the
 # defaults of the matching variables above.
@@ -123,6 +150,9 @@ XENGUEST_IMAGE_DISK_DEVICE ?= ""
 XENGUEST_IMAGE_ROOTFS_TYPE ?= "tar.gz"
 XENGUEST_IMAGE_DISK_PARTITIONS ?= "${@'1:${XENGUEST_IMAGE_DISK_SIZE}:ext4:rootfs.${XENGUEST_IMAGE_ROOTFS_TYPE}' if xenguest_image_call('has_disk', d) else ''}"
 XENGUEST_IMAGE_DISK_FILES ?= "${XENGUEST_EXTRA_DISK_FILES}"
+XENGUEST_IMAGE_SIGN_KEY ?= ""
+XENGUEST_IMAGE_SIGN_CERT ?= ""
+XENGUEST_IMAGE_SIGN_CHAIN ?= ""
 
 # The image type: OE-core's image class must not generate a task for it (the
 # python task below is the type's command), but builds the tarball it depends on.
@@ -140,7 +170,7 @@ do_image_xenguest[dirs] = "${IMGDEPLOYDIR}"
 do_image_xenguest[imagetype] = "xenguest"
 do_image_xenguest[subimages] = "xenguest"
 do_image_xenguest[postfuncs] += "create_symlinks"
-do_image_xenguest[vardepsexclude] += "DATETIME DATE"
+do_image_xenguest[vardepsexclude] += "DATETIME DATE XENGUEST_IMAGE_SIGN_KEY"
 addtask image_xenguest after do_image before do_image_complete
 
 python __anonymous () {

@@ -30,7 +30,7 @@ import os
 import re
 import stat
 import tarfile
-from typing import BinaryIO, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from .errors import ArchiveError, ImageError, XenguestError
 
@@ -52,6 +52,10 @@ _COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ", "xz"), (b"BZh", "bzip2"),
                (b"\x28\xb5\x2f\xfd", "zstd"))
 
 Progress = Callable[[int, int], None]
+#: A hashlib object (``update(bytes)``): data copied through it is hashed on the way.
+Hasher = Any
+#: Buffer of the hashing copy: one read, one hash update and one write per chunk.
+HASH_CHUNK = 8 * 1024 * 1024
 
 
 def source_date_epoch() -> int:
@@ -114,18 +118,49 @@ def _copy_range(src: int, offset: int, count: int, out: Union[int, BinaryIO],
         progress(done, count)
 
 
+def _copy_hashing(src: int, offset: int, count: int, out: Union[int, BinaryIO, None],
+                  hasher: Hasher, progress: Optional[Progress], what: str) -> None:
+    """Copy like :func:`_copy_range`, hashing the bytes on the way (read once, into
+    one reusable buffer); *out* None only hashes."""
+    view = memoryview(bytearray(min(HASH_CHUNK, max(count, 1))))
+    done = reported = 0
+    while done < count:
+        got = os.preadv(src, [view[:min(count - done, len(view))]], offset + done)
+        if got == 0:
+            raise ArchiveError(f"{what} shrank while being copied")
+        chunk = view[:got]
+        hasher.update(chunk)
+        if out is not None:
+            _write_all(out, chunk)
+        done += got
+        if progress and done - reported >= PROGRESS_STEP and done < count:
+            progress(done, count)
+            reported = done
+    if progress:
+        progress(done, count)
+
+
+def hash_fd(fd: int, offset: int, count: int, hasher: Hasher) -> None:
+    """Feed *count* bytes of *fd* from *offset* to *hasher* (streamed)."""
+    _copy_hashing(fd, offset, count, None, hasher, None, "the file")
+
+
 def copy_fd(src_fd: int, out_fd: int, count: int, progress: Optional[Progress] = None,
-            offset: int = 0) -> int:
+            offset: int = 0, hasher: Optional[Hasher] = None) -> int:
     """Copy *count* bytes of regular file *src_fd* from *offset* to *out_fd*; return count.
 
-    Kernel-side where possible (*out_fd* may be a file, pipe or terminal);
-    ArchiveError if the source is shorter. *src_fd*'s position is not used.
+    Kernel-side where possible (*out_fd* may be a file, pipe or terminal), or
+    through *hasher* when given; ArchiveError if the source is shorter.
+    *src_fd*'s position is not used.
     """
-    _copy_range(src_fd, offset, count, out_fd, progress, "the source file")
+    if hasher is not None:
+        _copy_hashing(src_fd, offset, count, out_fd, hasher, progress, "the source file")
+    else:
+        _copy_range(src_fd, offset, count, out_fd, progress, "the source file")
     return count
 
 
-def _write_all(out: Union[int, BinaryIO], data: bytes) -> int:
+def _write_all(out: Union[int, BinaryIO], data: Union[bytes, memoryview]) -> int:
     if not isinstance(out, int):
         out.write(data)
         return len(data)
@@ -212,9 +247,22 @@ class TarWriter:
         self._write(data)
         self._pad(len(data))
 
+    def add_reserved(self, name: str, size: int, mode: int = 0o644) -> int:
+        """Add regular file *name* of *size* zero bytes; return the offset of its data
+        from the start of the file, to be overwritten (pwrite) once it is known."""
+        self._header(name, False, mode, size)
+        if len(self._held) < self._hold:
+            raise ArchiveError(f"member {name!r} cannot be reserved in the held-back bytes")
+        offset = self._pos
+        self._write(bytes(size))
+        self._pad(size)
+        return offset
+
     def add_file(self, name: str, path: str, mode: int = 0o644,
-                 progress: Optional[Progress] = None) -> None:
-        """Add regular file *name* with the content of *path*, streamed."""
+                 progress: Optional[Progress] = None,
+                 hasher: Optional[Hasher] = None) -> None:
+        """Add regular file *name* with the content of *path*, streamed (and hashed
+        on the way into *hasher* if given)."""
         try:
             src = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as exc:
@@ -224,7 +272,7 @@ class TarWriter:
             if not stat.S_ISREG(info.st_mode):
                 raise XenguestError(f"{path} is not a regular file")
             self._header(name, False, mode, info.st_size)
-            self._copy(src, 0, info.st_size, progress, path)
+            self._copy(src, 0, info.st_size, progress, path, hasher)
             if os.fstat(src).st_size != info.st_size:
                 raise ArchiveError(f"{path} changed size while being archived")
             self._pad(info.st_size)
@@ -232,23 +280,29 @@ class TarWriter:
             os.close(src)
 
     def add_member_from(self, name: str, index: "TarIndex", src_name: str,
-                        mode: int = 0o644, progress: Optional[Progress] = None) -> None:
+                        mode: int = 0o644, progress: Optional[Progress] = None,
+                        hasher: Optional[Hasher] = None) -> None:
         """Add regular file *name* with the data of member *src_name* of *index*."""
         member = index.file_member(src_name)
         self._header(name, False, mode, member.size)
-        self._copy(index.fd, member.data_offset, member.size, progress, index.path)
+        self._copy(index.fd, member.data_offset, member.size, progress, index.path, hasher)
         self._pad(member.size)
 
     def _copy(self, src: int, offset: int, size: int, progress: Optional[Progress],
-              what: str) -> None:
+              what: str, hasher: Optional[Hasher] = None) -> None:
         take = min(size, self._hold - len(self._held))
         if take > 0:
             data = os.pread(src, take, offset)
             if len(data) < take:
                 raise ArchiveError(f"{what} shrank while being copied")
+            if hasher is not None:
+                hasher.update(data)
             self._write(data)
-        _copy_range(src, offset + take, size - take,
-                    self._file if self._fd is None else self._fd, progress, what)
+        out = self._file if self._fd is None else self._fd
+        if hasher is not None:
+            _copy_hashing(src, offset + take, size - take, out, hasher, progress, what)
+        else:
+            _copy_range(src, offset + take, size - take, out, progress, what)
         self._pos += size - take
 
     def close(self) -> None:

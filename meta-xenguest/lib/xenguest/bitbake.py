@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import layout, operations, xlcfg
+from .bitbake_sign import SIGN_KEY, setup_signing, sign_output
 from .disk import DiskConfig, Partition, check_device, parse_size
 from .editor import split_source
 from .errors import XenguestError
@@ -390,9 +391,10 @@ def library_checksums() -> List[str]:
 
 
 def signature_variables(d: Any) -> List[str]:
-    """Every XENGUEST_IMAGE_* (and the earlier layer's XENGUEST_EXTRA_*) variable."""
+    """Every XENGUEST_IMAGE_* (and the earlier layer's XENGUEST_EXTRA_*) variable
+    but the signing key's path."""
     names = {k for k in d.keys() if k.startswith(("XENGUEST_IMAGE_", "XENGUEST_EXTRA_"))}
-    return sorted(names | {"IMAGE_NAME", "IMAGE_LINK_NAME"})
+    return sorted((names - {SIGN_KEY}) | {"IMAGE_NAME", "IMAGE_LINK_NAME"})
 
 
 def setup_image_task(d: Any) -> None:
@@ -415,6 +417,10 @@ def setup_image_task(d: Any) -> None:
     for dep in plan.depends:
         d.appendVarFlag(IMAGE_TASK, "depends", f" {dep}")
     checksums = [c for s in plan.sources for c in s.checksums] + library_checksums()
+    try:
+        checksums += setup_signing(d, IMAGE_TASK)
+    except XenguestError as e:
+        bb.fatal(f"{d.getVar('PN')}: {e}")
     d.appendVarFlag(IMAGE_TASK, "file-checksums", " " + " ".join(checksums))
     d.appendVarFlag(IMAGE_TASK, "vardeps", " " + " ".join(signature_variables(d)))
     if d.getVar("write_image_output_manifest", False):
@@ -470,6 +476,12 @@ def build_image(d: Any) -> str:
         except XenguestError as e:
             bb.fatal(f"{os.path.basename(output)}: {_blame(e, plan)}")
     bb.note(f"xenguest: wrote {output} ({os.path.getsize(output)} bytes)")
+    try:
+        signed = sign_output(d, output)
+    except XenguestError as e:
+        bb.fatal(f"{os.path.basename(output)}: {e}")
+    if signed:
+        bb.note(f"xenguest: {signed}")
     return output
 
 

@@ -2,12 +2,15 @@
 
 ``check`` never changes the image and needs only read access.  It reports
 structure, configuration syntax (xl, shell variables), referenced files,
-the disk description and init scripts, each problem with its location.
+the disk description and init scripts, each problem with its location, and
+compares the manifest with the members' names, sizes and modes (no content is
+read).  :func:`verify_content` (``check --verify``) also recomputes every
+digest and checks that each signature is over the current manifest.
 """
 
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
-from . import layout, xlcfg, xlkeys
+from . import layout, manifest, signing, xlcfg, xlkeys
 from .disk import DiskConfig
 from .editor import PAYLOAD_KEYS, strings_in
 from .errors import XenguestError
@@ -27,6 +30,56 @@ def check_image(image: Image, complete: bool = True) -> List[Problem]:
     problems += _check_xl(image, complete)
     problems += _check_disk(image, complete)
     problems += _check_init_scripts(image)
+    problems += _check_manifest(image)
+    return problems
+
+
+def _findings(findings: List[manifest.Finding], severity: Callable[[str, str], Problem]
+              ) -> List[Problem]:
+    return [severity(f.name, f"{f.kind}: {f.detail}") for f in findings]
+
+
+def _read_manifest(image: Image, problems: List[Problem]
+                   ) -> Tuple[bool, Optional[Dict[str, manifest.Line]]]:
+    """(readable, lines): lines is None without a manifest; a damaged one is an error."""
+    found: List[Optional[Dict[str, manifest.Line]]] = []
+    readable = _guarded(layout.MANIFEST_MEMBER, problems, lambda: found.append(
+        manifest.read(image, layout.MANIFEST_MEMBER)))
+    return readable, found[0] if readable else None
+
+
+def _check_manifest(image: Image) -> List[Problem]:
+    problems: List[Problem] = []
+    readable, lines = _read_manifest(image, problems)
+    if not readable:
+        return problems
+    if lines is None:
+        return [note(image.path, f"no {layout.MANIFEST_MEMBER} (an image of an earlier "
+                                 "tool): its content is unverifiable")]
+    return _findings(manifest.compare_metadata(image, lines), warning)
+
+
+def verify_content(image: Image) -> List[Problem]:
+    """Recompute every digest (one streaming read per member) and check that each
+    signature is over the current manifest (no trust decision: see :mod:`signing`).
+
+    Without a manifest the image is unverifiable: a warning, not an error.
+    """
+    problems: List[Problem] = []
+    readable, lines = _read_manifest(image, problems)
+    if not readable:
+        return problems
+    if lines is None:
+        return [warning(image.path, f"no {layout.MANIFEST_MEMBER}: the content cannot "
+                                    "be verified (write a new image with 'pack')")]
+    problems += _findings(manifest.verify(image, lines), error)
+    for name in signing.signature_members(image):
+        try:
+            signing.check_matches(image, name)
+        except signing.SignatureError as e:
+            problems.append(error(name, e.detail))
+        except XenguestError as e:  # no openssl: the signature cannot be checked
+            problems.append(warning(name, e.message))
     return problems
 
 
@@ -57,7 +110,7 @@ def _check_structure(image: Image, complete: bool) -> List[Problem]:
                 layout.FORMAT_MEMBER,
                 f"format version {version[0]} is newer than this tool's ({layout.FORMAT_VERSION})",
             ))
-    known_top = set(layout.CONFIG_FILES) | set(layout.FOLDERS)
+    known_top = set(layout.CONFIG_FILES) | set(layout.FOLDERS) | {layout.SIGNATURES}
     for name in image.names():
         top = layout.folder_of(name) or name
         if top not in known_top:

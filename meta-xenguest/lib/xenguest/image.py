@@ -11,6 +11,11 @@ of the original image) — and then committed in one step:
 * a directory image gets new files staged as temporary files first, then
   renamed into place, then removed files deleted.
 
+Every commit keeps the digest manifest (:mod:`xenguest.manifest`) right: the
+members written are hashed while they are copied; an append lists unchanged
+members with their line of the previous manifest (nothing else is read) and
+appends the new manifest, and leaves an image without a manifest without one.
+
 Nothing is written before :meth:`Image.commit`, so an operation that fails
 while applying its options leaves the image exactly as it was.
 """
@@ -18,12 +23,12 @@ while applying its options leaves the image exactly as it was.
 import os
 import stat
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Dict, List, Optional, Set, Tuple, Union
+from typing import BinaryIO, Callable, Dict, List, Optional, Set, Tuple
 
-from . import archive, layout
+from . import archive, layout, manifest
 from .archive_append import append_members, atomic_output, can_append
-from .archive_extract import extract
 from .errors import ImageError, XenguestError
+from .fsutil import Tracker, makedirs, rmdir_quietly, unlink_quietly, write_all
 
 Progress = Optional[Callable[[int, int], None]]
 
@@ -186,7 +191,7 @@ class Image:
             assert self.index is not None
             return self.index.copy_member(entry.member, fd, progress)
         if entry.data is not None:
-            _write_all(fd, entry.data)
+            write_all(fd, entry.data)
             return len(entry.data)
         with open(entry.path, "rb") as src:  # type: ignore[arg-type]
             return archive.copy_fd(src.fileno(), fd, entry.size, progress=progress)
@@ -287,7 +292,9 @@ class Image:
         return True
 
     def _changed(self) -> Tuple[List[Entry], List[Entry]]:
-        changed = [e for n, e in self._entries.items() if self._base.get(n) != e]
+        """Changed and removed entries, the manifest left out (it is derived)."""
+        changed = [e for n, e in self._entries.items()
+                   if self._base.get(n) != e and n != layout.MANIFEST_MEMBER]
         removed = [e for n, e in self._base.items() if n not in self._entries]
         changed.sort(key=lambda e: layout.order_key(e.name))
         return changed, removed
@@ -296,7 +303,35 @@ class Image:
         """Whether the changes can be appended: nothing removed, a clean archive end."""
         assert self.index is not None
         changed, removed = self._changed()
-        return not removed and can_append(self.index, [e.name for e in changed])
+        names = [e.name for e in changed] + [layout.MANIFEST_MEMBER]
+        return not removed and can_append(self.index, names)
+
+    def _old_manifest(self) -> Optional[Dict[str, "manifest.Line"]]:
+        """The lines of the manifest the image had when opened (None: none, or damaged)."""
+        entry = self._base.get(layout.MANIFEST_MEMBER)
+        if entry is None or self._entries.get(layout.MANIFEST_MEMBER) != entry:
+            return None
+        try:
+            return manifest.parse(self.read_bytes(layout.MANIFEST_MEMBER), self.path)
+        except XenguestError:
+            return None
+
+    def _updated_manifest(self, changed: List[Entry],
+                          builder: "manifest.Builder") -> Optional[bytes]:
+        """The new manifest after writing *changed* through *builder*, or None when
+        it is unchanged or the image has none."""
+        old = self._old_manifest() if not self.is_new else {}
+        if old is None:
+            return None
+        written = {e.name for e in changed}
+        for name in self._entries:
+            if manifest.covered(name) and name not in written and name in old:
+                builder.keep(old[name])
+        data = builder.render()
+        if old and self._entries[layout.MANIFEST_MEMBER].size == len(data) \
+                and self.read_bytes(layout.MANIFEST_MEMBER) == data:
+            return None
+        return data
 
     def _append_changes(self, progress: Progress) -> None:
         assert self.index is not None
@@ -305,13 +340,17 @@ class Image:
         new_dirs = sorted(
             {d for e in changed for d in _parents(e.name)} - have_dirs, key=layout.order_key
         )
-        tracker = _Tracker(progress, sum(e.size for e in changed))
+        tracker = Tracker(progress, sum(e.size for e in changed))
+        builder = manifest.Builder()
 
         def write(writer: "archive.TarWriter") -> None:
             for d in new_dirs:
                 writer.add_dir(d)
             for entry in changed:
-                self._write_entry(writer, entry, tracker)
+                self._write_entry(writer, entry, tracker, builder)
+            data = self._updated_manifest(changed, builder)
+            if data is not None:
+                writer.add_bytes(layout.MANIFEST_MEMBER, data, layout.FILE_MODE)
 
         append_members(self.path, self.index, write)
         tracker.finish()
@@ -331,92 +370,104 @@ class Image:
             dirs.update(_parents(name))
         items: List[Tuple[Tuple[int, str], Optional[Entry], str]] = []
         items.extend((layout.order_key(d, True), None, d) for d in dirs)
-        items.extend((layout.order_key(n), e, n) for n, e in self._entries.items())
+        files = {n: e for n, e in self._entries.items() if n != layout.MANIFEST_MEMBER}
+        items.extend((layout.order_key(n), e, n) for n, e in files.items())
+        items.append((layout.order_key(layout.MANIFEST_MEMBER), None, layout.MANIFEST_MEMBER))
         items.sort(key=lambda t: t[0])
-        tracker = _Tracker(progress, sum(e.size for e in self._entries.values()))
+        size = manifest.rendered_size((n, e.size) for n, e in files.items()
+                                      if manifest.covered(n))
+        tracker = Tracker(progress, sum(e.size for e in files.values()))
+        builder = manifest.Builder()
         with atomic_output(dest) as out:
             writer = archive.TarWriter(out, archive.source_date_epoch())
+            offset = 0
             for _, entry, name in items:
-                if entry is None:
+                if name == layout.MANIFEST_MEMBER:
+                    offset = writer.add_reserved(name, size, layout.FILE_MODE)
+                elif entry is None:
                     writer.add_dir(name)
                 else:
-                    self._write_entry(writer, entry, tracker)
+                    self._write_entry(writer, entry, tracker, builder)
             writer.close()
+            data = builder.render()
+            if len(data) != size:
+                raise ImageError(f"{dest}: the manifest has {len(data)} bytes, not {size}")
+            os.pwrite(out.fileno(), data, offset)
         tracker.finish()
 
-    def _write_entry(self, writer: "archive.TarWriter", entry: Entry, tracker: "_Tracker") -> None:
+    def _write_entry(self, writer: "archive.TarWriter", entry: Entry, tracker: "Tracker",
+                     builder: "manifest.Builder") -> None:
         mode = _normal_mode(entry)
+        hasher = builder.hasher(entry.name, entry.size, mode) \
+            if manifest.covered(entry.name) else None
         if entry.data is not None:
+            if hasher is not None:
+                hasher.update(entry.data)
             writer.add_bytes(entry.name, entry.data, mode)
         elif entry.member is not None:
             assert self.index is not None
-            writer.add_member_from(entry.name, self.index, entry.member, mode, tracker.member)
+            writer.add_member_from(entry.name, self.index, entry.member, mode, tracker.member,
+                                   hasher)
         else:
-            writer.add_file(entry.name, entry.path, mode, tracker.member)
+            writer.add_file(entry.name, entry.path, mode, tracker.member, hasher)
         tracker.advance(entry.size)
 
     def _commit_directory(self, complete: bool) -> None:
         changed, removed = self._changed()
         created_dirs: List[str] = []
         staged: List[Tuple[str, str]] = []
+        builder = manifest.Builder()
+
+        def stage(entry: Entry) -> None:
+            target = os.path.join(self.path, *entry.name.split("/"))
+            makedirs(self.path, os.path.dirname(entry.name), created_dirs)
+            tmp = os.path.join(
+                os.path.dirname(target), f".{os.path.basename(target)}.xenguest-tmp"
+            )
+            staged.append((tmp, target))
+            hasher = builder.hasher(entry.name, entry.size, _normal_mode(entry)) \
+                if manifest.covered(entry.name) else None
+            self._stage(entry, tmp, hasher)
+
         try:
             if self.is_new or complete:
                 for folder in layout.FOLDERS:
-                    _makedirs(self.path, folder, created_dirs)
+                    makedirs(self.path, folder, created_dirs)
             for entry in changed:
-                target = os.path.join(self.path, *entry.name.split("/"))
-                _makedirs(self.path, os.path.dirname(entry.name), created_dirs)
-                tmp = os.path.join(
-                    os.path.dirname(target), f".{os.path.basename(target)}.xenguest-tmp"
-                )
-                staged.append((tmp, target))
-                self._stage(entry, tmp)
+                stage(entry)
+            data = self._updated_manifest(changed, builder) if complete else None
+            if data is not None:
+                stage(Entry(layout.MANIFEST_MEMBER, len(data), layout.FILE_MODE, data=data))
         except BaseException:
             for tmp, _ in staged:
-                _unlink_quietly(tmp)
+                unlink_quietly(tmp)
             for d in reversed(created_dirs):
-                _rmdir_quietly(d)
+                rmdir_quietly(d)
             raise
         for tmp, target in staged:
             os.replace(tmp, target)
         for entry in removed:
-            _unlink_quietly(entry.path or os.path.join(self.path, *entry.name.split("/")))
+            unlink_quietly(entry.path or os.path.join(self.path, *entry.name.split("/")))
         self._rescan()
 
-    def _stage(self, entry: Entry, tmp: str) -> None:
+    def _stage(self, entry: Entry, tmp: str, hasher: Optional["archive.Hasher"]) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             if entry.data is not None:
-                _write_all(fd, entry.data)
+                if hasher is not None:
+                    hasher.update(entry.data)
+                write_all(fd, entry.data)
             elif entry.member is not None:
                 assert self.index is not None
-                self.index.copy_member(entry.member, fd)
+                member = self.index.file_member(entry.member)
+                archive.copy_fd(self.index.fd, fd, member.size, offset=member.data_offset,
+                                hasher=hasher)
             else:
                 with open(entry.path, "rb") as src:  # type: ignore[arg-type]
-                    archive.copy_fd(src.fileno(), fd, entry.size)
+                    archive.copy_fd(src.fileno(), fd, entry.size, hasher=hasher)
             os.fchmod(fd, _normal_mode(entry))
         finally:
             os.close(fd)
-
-
-class _Tracker:
-    """Adds up the progress of several members into one (done, total) report."""
-
-    def __init__(self, progress: Progress, total: int) -> None:
-        self.progress = progress
-        self.total = total
-        self.done = 0
-
-    def member(self, done: int, _total: int) -> None:
-        if self.progress is not None:
-            self.progress(self.done + done, self.total)
-
-    def advance(self, size: int) -> None:
-        self.done += size
-
-    def finish(self) -> None:
-        if self.progress is not None:
-            self.progress(self.total, self.total)
 
 
 def _logical(name: str) -> str:
@@ -433,85 +484,3 @@ def _parents(name: str) -> List[str]:
 
 def _normal_mode(entry: Entry) -> int:
     return layout.mode_for(entry.name)
-
-
-def _write_all(fd: int, data: Union[bytes, memoryview]) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def _makedirs(root: str, rel: str, created: List[str]) -> None:
-    path = root
-    for part in [p for p in rel.split("/") if p]:
-        path = os.path.join(path, part)
-        try:
-            os.mkdir(path, 0o755)
-            created.append(path)
-        except FileExistsError:
-            if not stat.S_ISDIR(os.lstat(path).st_mode):
-                raise ImageError(f"{path}: exists and is not a folder") from None
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _rmdir_quietly(path: str) -> None:
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
-
-
-def copy_tree_out(image: Image, dest: str, select: Callable[[str], bool]) -> List[str]:
-    """Copy the selected files and folders of *image* into the existing folder *dest*.
-
-    *select* gets file names, and folder names with a trailing slash.  Nothing
-    is overwritten; on failure everything created is removed again.
-    """
-    if image.index is not None:
-        files = {e.member: n for n, e in image._entries.items() if e.member is not None}
-        dirs = {raw: _logical(raw) for raw, m in image.index.members.items()
-                if m.is_dir and _logical(raw)}
-
-        def wanted(raw: str) -> bool:
-            if raw in files:
-                return select(files[raw])
-            return raw in dirs and select(dirs[raw] + "/")
-
-        return extract(image.index, dest, select=wanted,
-                               rename=lambda raw: files.get(raw) or dirs[raw])
-    if not os.path.isdir(dest):
-        raise ImageError(f"{dest}: no such folder")
-    names = [n for n in image.names() if select(n)]
-    folders = sorted(d for d in image._dirs if d and select(d + "/"))
-    for name in names:
-        if os.path.lexists(os.path.join(dest, *name.split("/"))):
-            raise ImageError(f"{dest}: {name} exists already: refusing to overwrite it")
-    created_dirs: List[str] = []
-    written: List[str] = []
-    try:
-        for folder in folders:
-            _makedirs(dest, folder, created_dirs)
-        for name in names:
-            _makedirs(dest, os.path.dirname(name), created_dirs)
-            target = os.path.join(dest, *name.split("/"))
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            written.append(target)
-            try:
-                image.copy_to_fd(name, fd)
-                os.fchmod(fd, _normal_mode(image.entry(name)))
-            finally:
-                os.close(fd)
-    except BaseException:
-        for path in reversed(written):
-            _unlink_quietly(path)
-        for d in reversed(created_dirs):
-            _rmdir_quietly(d)
-        raise
-    return folders + names

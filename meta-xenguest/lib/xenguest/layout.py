@@ -16,6 +16,10 @@ from .errors import XenguestError
 #: earlier bash tool.
 FORMAT_VERSION = 2
 FORMAT_MEMBER = "xenguest.format"
+#: The digest manifest: size, mode and SHA-256 of every other member
+#: (see :mod:`xenguest.manifest`), and where signatures of it are kept.
+MANIFEST_MEMBER = "xenguest.manifest"
+SIGNATURES = "signatures"
 
 PARAMS = "params.cfg"
 GUEST_CFG = "guest.cfg"
@@ -32,7 +36,7 @@ INIT_STAGES: Tuple[str, ...] = (INIT_PRE, INIT_D, INIT_POST)
 
 MANDATORY: Tuple[str, ...] = (PARAMS, GUEST_CFG, DISK_CFG)
 FOLDERS: Tuple[str, ...] = (GUEST_D, INIT_PRE, INIT_D, INIT_POST, FILES, DISK)
-CONFIG_FILES: Tuple[str, ...] = (FORMAT_MEMBER, PARAMS, GUEST_CFG, DISK_CFG)
+CONFIG_FILES: Tuple[str, ...] = (FORMAT_MEMBER, MANIFEST_MEMBER, PARAMS, GUEST_CFG, DISK_CFG)
 
 #: Where the options that add a guest file store it, and the xl key using it.
 KERNEL_MEMBER = "files/kernel"
@@ -107,9 +111,10 @@ def mode_for(name: str) -> int:
 def order_key(name: str, is_dir: bool = False) -> Tuple[int, str]:
     """Sort key of the canonical member order: configuration first, payload last.
 
-    Root, format member, params.cfg, guest.cfg, disk.cfg, other top-level files,
-    then guest.d/, init.pre/, init.d/, init.post/, files/, disk/ (each folder
-    followed by its content in name order), then unknown folders.
+    Root, format member, manifest, params.cfg, guest.cfg, disk.cfg, other
+    top-level files, then guest.d/, init.pre/, init.d/, init.post/, files/,
+    disk/ (each folder followed by its content in name order), signatures/,
+    then unknown folders.
     """
     if name == "":
         return (0, "")
@@ -120,6 +125,8 @@ def order_key(name: str, is_dir: bool = False) -> Tuple[int, str]:
         return (10, name)
     if top in FOLDERS:
         return (20 + FOLDERS.index(top), name)
+    if top == SIGNATURES:
+        return (30, name)
     return (40, name)
 
 

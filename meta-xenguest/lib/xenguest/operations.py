@@ -11,10 +11,11 @@ from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Optional
 
 from . import layout, xlcfg
-from .check import check_image
+from .check import check_image, verify_content
 from .editor import PAYLOAD_KEYS, GuestEditor
 from .errors import ImageError, XenguestError
-from .image import DIRECTORY, FILE, Image, Progress, copy_tree_out
+from .image import DIRECTORY, FILE, Image, Progress
+from .image_copy import copy_tree_out
 from .options import Edit, apply_edits
 from .problems import ERROR, Problem
 
@@ -97,10 +98,19 @@ def open_image(path: str) -> Image:
     return image
 
 
-def check(path: str) -> List[Problem]:
-    """Every problem of the image at *path* (an unreadable image raises)."""
+def check(path: str, verify: bool = False) -> List[Problem]:
+    """Every problem of the image at *path* (an unreadable image raises).
+
+    *verify* also recomputes every digest of the manifest and checks that each
+    signature is over the current manifest (see :func:`check.verify_content`).
+    """
     with Image.open(path) as image:
-        return check_image(image)
+        problems = check_image(image)
+        if not verify:
+            return problems
+        found = verify_content(image)
+        same = {(p.location, p.message) for p in found}
+        return [p for p in problems if (p.location, p.message) not in same] + found
 
 
 def pack(source: str, dest: str, progress: Progress = None) -> None:

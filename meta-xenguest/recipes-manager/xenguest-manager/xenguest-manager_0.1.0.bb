@@ -53,9 +53,10 @@ CONFFILES:${PN} = "${sysconfdir}/xenguest/manager.conf"
 # modules, xl with the Xen services and hotplug scripts (block: loop devices
 # for file disks; network: vif-bridge), and the disk tools: sfdisk, mkswap,
 # mke2fs, debugfs (in e2fsprogs), mkfs.vfat, mtools.  lvm2 only for the lvm
-# disk backend.
-RDEPENDS:${PN} += "dosfstools e2fsprogs e2fsprogs-mke2fs mtools python3-compression \
-                   python3-core python3-datetime python3-io python3-json python3-logging \
+# disk backend.  openssl verifies signed images.
+RDEPENDS:${PN} += "dosfstools e2fsprogs e2fsprogs-mke2fs mtools openssl-bin \
+                   python3-compression python3-core python3-crypt python3-datetime \
+                   python3-io python3-json python3-logging \
                    util-linux-mkswap util-linux-sfdisk xen-tools-scripts-block \
                    xen-tools-scripts-network xen-tools-xencommons xen-tools-xl \
                    xenguest-tools"

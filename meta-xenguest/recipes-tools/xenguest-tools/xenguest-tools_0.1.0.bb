@@ -45,7 +45,9 @@ do_install() {
 FILES:${PN} += "${PYTHON_SITEPACKAGES_DIR}/xenguest"
 
 # The standard library modules the library imports, by OE-core python3 package.
-RDEPENDS:${PN} += "python3-compression python3-core python3-datetime python3-fcntl \
-                   python3-io python3-json python3-logging python3-shell"
+RDEPENDS:${PN} += "python3-compression python3-core python3-crypt python3-datetime \
+                   python3-fcntl python3-io python3-json python3-logging python3-shell"
+# 'sign' and 'verify' run the openssl command (openssl-bin in OE-core).
+RRECOMMENDS:${PN} += "openssl-bin"
 
 BBCLASSEXTEND = "native nativesdk"

@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any, Callable, List, Optional
 
-from .. import layout, operations
+from .. import layout, operations, signing
 from ..image import Image
 from ..options import FLAG, GROUPS, OPTIONAL, OPTIONS, Edit
 from ..problems import ERROR, WARNING
@@ -132,16 +132,23 @@ class Check(Command):
     helpmsg = "validate an image; exit status 1 if it has errors"
     description = (
         "Validate structure, xl syntax and keys, parameters, referenced files, the disk\n"
-        "description and init scripts.  Every problem is listed; the exit status is 1\n"
-        "when any is an error."
+        "description, init scripts and the manifest's names, sizes and modes.  Every\n"
+        "problem is listed; the exit status is 1 when any is an error.  With --verify,\n"
+        "every member's SHA-256 is recomputed and compared with the manifest (each\n"
+        "missing, extra or different member is an error) and each signature must be\n"
+        "over the current manifest (whom to trust is 'verify's job).  An image\n"
+        "without a manifest is unverifiable: a warning."
     )
 
     def setup_parser(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("image", metavar="XENGUEST")
+        parser.add_argument("--verify", action="store_true",
+                            help="also recompute every digest and check the signatures "
+                                 "against the manifest")
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        problems = operations.check(args.image)
+        problems = operations.check(args.image, verify=args.verify)
         errors = sum(p.severity == ERROR for p in problems)
         warnings = sum(p.severity == WARNING for p in problems)
         if args.json:
@@ -154,6 +161,69 @@ class Check(Command):
             verdict = "valid" if errors == 0 else "INVALID"
             print(f"{args.image}: {verdict} ({errors} error(s), {warnings} warning(s))")
         return 1 if errors else 0
+
+
+class Sign(Command):
+    name = "sign"
+    helpmsg = "add a signature (detached CMS) over the image's manifest"
+    description = (
+        "Sign the manifest of XENGUEST with KEY and its certificate CERT (PEM), as a\n"
+        "detached CMS signature stored in signatures/<fingerprint>.cms.  Signing again\n"
+        "with the same certificate replaces its signature; other signers' signatures\n"
+        "stay (key rotation).  A file image gets the signature appended.  KEY is only\n"
+        "passed to openssl; it must not be protected by a passphrase."
+    )
+
+    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("image", metavar="XENGUEST")
+        parser.add_argument("--key", required=True, metavar="KEY",
+                            help="the signing key (PEM)")
+        parser.add_argument("--cert", required=True, metavar="CERT",
+                            help="the signer's certificate (PEM)")
+        parser.add_argument("--chain", metavar="FILE",
+                            help="intermediate certificates (PEM) to carry in the signature")
+
+    def run(self, args: argparse.Namespace) -> int:
+        member, signer = signing.sign(args.image, args.key, args.cert, args.chain)
+        print(f"{args.image}: signed by {signer.subject} ({member})")
+        return 0
+
+
+class Verify(Command):
+    name = "verify"
+    helpmsg = "check the image's signature against a keyring, then every digest"
+    description = (
+        "Check that a signature of XENGUEST was made by a certificate that chains to a\n"
+        "CA certificate of KEYRING (PEM) and is valid now, and that it is over the\n"
+        "manifest; then recompute every digest.  Exit status 0 when all holds, else 1\n"
+        "with one line naming the failure: no signature, unknown signer, expired\n"
+        "certificate, certificate not yet valid, manifest tampered, invalid signature,\n"
+        "digest mismatch (naming the member) or no manifest."
+    )
+
+    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("image", metavar="XENGUEST")
+        parser.add_argument("--keyring", required=True, metavar="CA.pem",
+                            help="the trusted CA certificates (PEM)")
+        add_json(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        with Image.open(args.image) as image:
+            try:
+                verified = signing.verify_signed(image, args.keyring)
+            except signing.SignatureError as e:
+                if not args.json:
+                    raise
+                print_json({"image": args.image, "valid": False, "kind": e.kind,
+                            "message": e.message})
+                return 1
+        if args.json:
+            print_json({"image": args.image, "valid": True,
+                        "signature": verified.signature, **verified.signer.as_dict()})
+        else:
+            print(f"{args.image}: verified: signed by {verified.signer.subject} "
+                  f"(SHA-256 fingerprint {verified.signer.fingerprint})")
+        return 0
 
 
 class Pack(Command):
@@ -322,7 +392,7 @@ DUMPS: List[Command] = [
 
 
 COMMANDS: List[Command] = [
-    Create(), Update(), Partial(), Check(), Pack(), Extract(), ExtractConfig(),
+    Create(), Update(), Partial(), Check(), Sign(), Verify(), Pack(), Extract(), ExtractConfig(),
     ExtractDiskFile(), *DUMPS, Help(),
 ]
 

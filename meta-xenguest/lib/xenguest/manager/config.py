@@ -23,6 +23,9 @@ ENV_VAR = "XENGUEST_MANAGER_CONFIG"
 
 DISK_BACKENDS = ("file", "lvm")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: Image verification policies (see docs/manager.md).
+VERIFY_POLICIES = ("require", "if-signed", "off")
+DEFAULT_KEYRING = "/etc/xenguest/keyring.pem"
 
 _VG_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}\Z")
 _IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}\Z")
@@ -50,6 +53,10 @@ class ManagerConfig:
     volume_group: str = ""
     lv_prefix: str = "xenguest-"
     bridge: str = "xenbr0"
+    #: Signature policy of create and autostart: require, if-signed or off.
+    verify: str = "if-signed"
+    #: The trusted CA certificates (PEM) signatures must chain to.
+    keyring: str = DEFAULT_KEYRING
     #: Absolute paths of external commands, overriding the PATH lookup.
     commands: Dict[str, str] = field(default_factory=dict)
     #: The file the settings were read from (None: built-in defaults).
@@ -118,6 +125,8 @@ SETTINGS: List[Setting] = [
     Setting("disk", "lv_prefix", "lv_prefix",
             _matching(re.compile(r"[A-Za-z0-9+_.-]{0,32}\Z"), "volume name prefix", True)),
     Setting("network", "bridge", "bridge", _matching(_IFNAME, "network interface name", False)),
+    Setting("security", "verify", "verify", _choice(*VERIFY_POLICIES)),
+    Setting("security", "keyring", "keyring", _absolute),
 ]
 
 #: Sections whose keys are free (``[commands]``: command name = absolute path).
@@ -230,6 +239,14 @@ lv_prefix = {d.lv_prefix}
 [network]
 # Bridge of guests whose XENGUEST_NETWORK_TYPE is bridge.
 bridge = {d.bridge}
+
+[security]
+# Image signatures, checked by create and autostart before anything is
+# extracted: require (only images signed by a certificate of the keyring),
+# if-signed (signed images must verify, unsigned ones are accepted) or off.
+verify = {d.verify}
+# The trusted CA certificates (PEM) that signers' certificates must chain to.
+keyring = {d.keyring}
 
 [commands]
 # Absolute paths of external commands, if PATH does not find the right ones:

@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import layout
+from .. import layout, signing
 from ..check import check_image
 from ..editor import GuestEditor
 from ..errors import XenguestError
-from ..image import Image, copy_tree_out
+from ..image import Image
+from ..image_copy import copy_tree_out
 from ..operations import open_image
 from ..problems import ERROR, WARNING
 from . import ManagerError, step
@@ -51,6 +52,8 @@ class GuestStatus:
     created: str
     network: str
     disk: Optional[Dict[str, Any]]
+    #: The verified signer of the image ({"subject", "fingerprint"}), None if unsigned.
+    signer: Optional[Dict[str, str]] = None
 
     def as_dict(self) -> Dict[str, Any]:
         return dict(self.__dict__)
@@ -107,6 +110,7 @@ class Manager:
         if name is not None:
             check_guest_name(name)
         with open_image(image_path) as image:
+            signer = self._verify(image)
             _refuse_invalid(image)
             editor = GuestEditor(image)
             name = name or default_name(image_path, editor)
@@ -134,9 +138,30 @@ class Manager:
                     self._remove_locked(name)
                 self._clean_leftovers(name)
                 log.info("creating guest %s from %s", name, image_path)
-                self._build(image, editor, name, params, plan, backend)
+                self._build(image, editor, name, params, plan, backend, signer)
         log.info("guest %s created", name)
         return name
+
+    def _verify(self, image: Image) -> Optional[signing.Signer]:
+        """Apply the signature policy to *image*; the verified signer, if any.
+
+        Runs before anything is extracted or provisioned; ManagerError names the
+        reason an image is refused.
+        """
+        policy = self.config.verify
+        if policy == "off":
+            return None
+        if policy == "if-signed" and not signing.signature_members(image):
+            log.info("%s: unsigned image accepted (verify = if-signed)", image.path)
+            return None
+        try:
+            verified = signing.verify_signed(image, self.config.keyring)
+        except XenguestError as e:
+            raise ManagerError(f"{image.path}: refused (verify = {policy}): "
+                               f"{getattr(e, 'detail', e.message)}") from None
+        log.info("%s: signed by %s (SHA-256 fingerprint %s)", image.path,
+                 verified.signer.subject, verified.signer.fingerprint)
+        return verified.signer
 
     def _clean_leftovers(self, name: str) -> None:
         """Remove what an interrupted create or remove of *name* left behind."""
@@ -149,12 +174,15 @@ class Manager:
                 discard(folder)
 
     def _build(self, image: Image, editor: GuestEditor, name: str, params: GuestParams,
-               plan: Optional[DiskPlan], backend: DiskBackend) -> None:
+               plan: Optional[DiskPlan], backend: DiskBackend,
+               signer: Optional[signing.Signer]) -> None:
         self.state.prepare()
         staging = self.state.partial_dir(name)
         record = GuestRecord(name=name, image=image.path, network=params.network,
                              created=datetime.datetime.now().astimezone().isoformat(
                                  timespec="seconds"))
+        if signer is not None:
+            record.extra["signer"] = signer.as_dict()
         current = "prepare the guest folder"
         try:
             os.mkdir(staging, 0o755)
@@ -309,7 +337,7 @@ class Manager:
             result.append(GuestStatus(
                 guest, state, domain.domid if domain else None,
                 self._autoboot(guest), record.image, record.created, record.network,
-                record.disk))
+                record.disk, record.extra.get("signer")))
         return result
 
     def _autoboot(self, name: str) -> Optional[bool]:

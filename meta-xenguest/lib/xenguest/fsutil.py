@@ -1,0 +1,64 @@
+"""Small file-system helpers of the image writers, and progress accounting."""
+
+import os
+import stat
+from typing import Callable, List, Optional, Union
+
+from .errors import ImageError
+
+Progress = Optional[Callable[[int, int], None]]
+
+
+class Tracker:
+    """Adds up the progress of several members into one (done, total) report."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress = progress
+        self.total = total
+        self.done = 0
+
+    def member(self, done: int, _total: int) -> None:
+        if self.progress is not None:
+            self.progress(self.done + done, self.total)
+
+    def advance(self, size: int) -> None:
+        self.done += size
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress(self.total, self.total)
+
+
+def write_all(fd: int, data: Union[bytes, memoryview]) -> None:
+    """Write all of *data* to *fd*."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def makedirs(root: str, rel: str, created: List[str]) -> None:
+    """Create the folders of *rel* below *root*; append the ones made to *created*."""
+    path = root
+    for part in [p for p in rel.split("/") if p]:
+        path = os.path.join(path, part)
+        try:
+            os.mkdir(path, 0o755)
+            created.append(path)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise ImageError(f"{path}: exists and is not a folder") from None
+
+
+def unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def rmdir_quietly(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
