@@ -19,52 +19,12 @@ import argparse
 import os
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
-import time
 from typing import Callable, List, Tuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MKIMAGE = [sys.executable, os.path.join(ROOT, "meta-xenguest", "scripts", "xenguest-mkimage")]
-
-
-def make_rootfs(path: str, size_mib: int) -> None:
-    """A real tar archive holding one file of incompressible data, written in a stream."""
-    block = os.urandom(1 << 20)
-
-    class Source:
-        def __init__(self, size: int) -> None:
-            self.left = size
-
-        def read(self, n: int = -1) -> bytes:
-            n = self.left if n < 0 else min(n, self.left)
-            out = (block * (n // len(block) + 1))[:n]
-            self.left -= n
-            return out
-
-    data_size = (size_mib << 20) - (1 << 20)
-    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tf:
-        info = tarfile.TarInfo("data.bin")
-        info.size = data_size
-        tf.addfile(info, Source(data_size))
-
-
-def timed(run: Callable[[], None], runs: int, setup: Callable[[], None] = lambda: None) -> float:
-    times: List[float] = []
-    for _ in range(runs):
-        setup()
-        os.sync()  # no write-back of an earlier run's data during this one
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def sh(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+from benchlib import MKIMAGE, make_rootfs, print_rows, sh, timed
 
 
 def peak_rss_mib(cmd: List[str]) -> float:
@@ -166,9 +126,7 @@ def main() -> int:
             ("naive unpack + repack", f"{t_naive_update * 1000:.1f} ms"),
             ("update / naive", f"{t_update / t_naive_update:.4f}"),
         ]
-        width = max(len(k) for k, _ in rows)
-        for key, value in rows:
-            print(f"{key:<{width}}  {value}")
+        print_rows(rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

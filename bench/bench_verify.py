@@ -15,28 +15,10 @@ and prints their ratio (goal: at most 1.1 x).  Each figure is the median of
 import argparse
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from typing import Callable, List
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MKIMAGE = [sys.executable, os.path.join(ROOT, "meta-xenguest", "scripts", "xenguest-mkimage")]
-
-
-def timed(run: Callable[[], None], runs: int) -> float:
-    times: List[float] = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def sh(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+from benchlib import MKIMAGE, make_rootfs, print_rows, sh, timed
 
 
 def main() -> int:
@@ -48,10 +30,7 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="xenguest-bench-verify-", dir=args.dir)
     try:
         rootfs = os.path.join(work, "rootfs.tar")
-        block = os.urandom(1 << 20)
-        with open(rootfs, "wb") as f:
-            for _ in range(args.size_mib):
-                f.write(block)
+        make_rootfs(rootfs, args.size_mib)
         image = os.path.join(work, "guest.xenguest")
         sh(*MKIMAGE, "create", image, "--disk-size=4", "--disk-add-part=1:4:ext4:rootfs.tar",
            f"--disk-add-file={rootfs}")
@@ -66,9 +45,7 @@ def main() -> int:
             ("check --verify", f"{t_verify:.3f} s"),
             ("check --verify / sha256sum", f"{t_verify / t_sum:.2f}  (goal <= 1.10)"),
         ]
-        width = max(len(k) for k, _ in rows)
-        for key, value in rows:
-            print(f"{key:<{width}}  {value}")
+        print_rows(rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

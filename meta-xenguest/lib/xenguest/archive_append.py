@@ -161,7 +161,7 @@ def _umask() -> int:
 def atomic_output(path: str) -> Iterator[BinaryIO]:
     """Yield a file object whose content replaces *path* atomically on success.
 
-    The data goes to ``.<basename>.tmp-XXXXXXXX`` in the same directory (the
+    The data goes to ``.<basename>.tmp-<random>`` in the same directory (the
     directory of the symlink's target if *path* is a symbolic link), which is
     removed on any exception. The new file keeps the old one's permission bits,
     else gets 0o644 minus the umask. Do not close the yielded file object.
