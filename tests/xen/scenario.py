@@ -1,0 +1,89 @@
+"""The guest every end-to-end test deploys: a .xenguest image made with xenguest-mkimage.
+
+Debian's kernel and the busybox guest initramfs, 128 MB of memory, a bridged network, a disk
+with one ext4 partition filled from a tarball holding DISK_FILE (the guest prints it), a
+parameter, and one init script per stage (init.pre, init.d, init.post) that appends
+"STAGE $1 $XENTEST_PARAM" to TRACE_FILE in dom0.
+"""
+
+import os
+import subprocess
+import sys
+import tarfile
+from typing import List
+
+from .guest import build_guest_initramfs, guest_kernel
+
+LAYER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "meta-xenguest")
+MKIMAGE = os.path.join(LAYER, "scripts", "xenguest-mkimage")
+
+GUEST_MARKER = "XENGUEST-E2E-GUEST-UP"
+DISK_FILE = "etc/xentest-disk.txt"
+DISK_TEXT = "disk content seen by the guest: 7f3a2c\n"
+PARAM_VALUE = "param-from-params.cfg"
+TRACE_FILE = "/run/xenguest-e2e-trace"
+STAGES = ("init.pre", "init.d", "init.post")
+DISK_SIZE_MIB = 48
+PART_SIZE_MIB = 32
+MEMORY_MIB = 128
+
+MARKER_SCRIPT = """echo "disk-file: $(cat /mnt/%s)"
+echo "%s"
+""" % (DISK_FILE, GUEST_MARKER)
+
+TRACE_SCRIPT = """#!/bin/sh
+echo "%s $1 $XENTEST_PARAM" >> %s
+"""
+
+
+def mkimage(args: List[str]) -> None:
+    """Run the project's xenguest-mkimage CLI; fail loudly with its output."""
+    proc = subprocess.run([sys.executable, MKIMAGE] + args, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True)
+    if proc.returncode != 0:
+        raise AssertionError("xenguest-mkimage %s failed (rc %d):\n%s" % (
+            " ".join(args[:2]), proc.returncode, proc.stdout))
+
+
+def build_image(arch: str, folder: str) -> str:
+    """Build the test guest's .xenguest file for ARCH in FOLDER; return its path."""
+    content = os.path.join(folder, "rootfs")
+    os.makedirs(os.path.join(content, os.path.dirname(DISK_FILE)))
+    with open(os.path.join(content, DISK_FILE), "w") as handle:
+        handle.write(DISK_TEXT)
+    rootfs = os.path.join(folder, "rootfs.tar")
+    with tarfile.open(rootfs, "w") as tar:
+        tar.add(content, arcname=".")
+    scripts = []
+    for stage in STAGES:
+        path = os.path.join(folder, "10-trace-" + stage.replace(".", "-"))
+        with open(path, "w") as handle:
+            handle.write(TRACE_SCRIPT % (stage, TRACE_FILE))
+        os.chmod(path, 0o755)
+        scripts.append(path)
+    image = os.path.join(folder, "e2e-%s.xenguest" % arch)
+    args = [
+        "create", image,
+        "--xen-kernel=" + guest_kernel(arch),
+        "--xen-ramdisk=" + build_guest_initramfs(arch, MARKER_SCRIPT),
+        "--xen-memory=%d" % MEMORY_MIB,
+        "--xen-extra=quiet",
+        "--disk-size=%dM" % DISK_SIZE_MIB,
+        "--disk-add-part=1:%dM:ext4:rootfs.tar" % PART_SIZE_MIB,
+        "--disk-add-file=" + rootfs,
+        "--init-pre=" + scripts[0],
+        "--init-script=" + scripts[1],
+        "--init-post=" + scripts[2],
+        "--set-param=XENGUEST_NETWORK_TYPE=bridge",
+        "--set-param=XENTEST_PARAM=" + PARAM_VALUE,
+    ]
+    if arch == "arm64":
+        args.append('--xen-set=type="pvh"')
+    mkimage(args)
+    return image
+
+
+def expected_trace(name: str) -> List[str]:
+    """The trace lines the init scripts leave for guest NAME, in order."""
+    return ["%s %s %s" % (stage, name, PARAM_VALUE) for stage in STAGES]
