@@ -87,6 +87,15 @@ def _check_logical(name: str, what: str = "member name") -> None:
                            "'.', '..', empty components or a trailing slash")
 
 
+def _report(progress: Optional[Progress], done: int, count: int, reported: int) -> int:
+    """Call *progress* every PROGRESS_STEP bytes (the caller reports the end); return
+    the position last reported."""
+    if progress and done - reported >= PROGRESS_STEP and done < count:
+        progress(done, count)
+        return done
+    return reported
+
+
 def _copy_range(src: int, offset: int, count: int, out: Union[int, BinaryIO],
                 progress: Optional[Progress], what: str) -> None:
     """Copy *count* bytes of fd *src* from *offset* to *out* (an fd or a file object)."""
@@ -111,9 +120,7 @@ def _copy_range(src: int, offset: int, count: int, out: Union[int, BinaryIO],
             method = "sendfile" if method == "range" else "rw"
             continue
         done += got
-        if progress and done - reported >= PROGRESS_STEP and done < count:
-            progress(done, count)
-            reported = done
+        reported = _report(progress, done, count, reported)
     if progress:
         progress(done, count)
 
@@ -133,9 +140,7 @@ def _copy_hashing(src: int, offset: int, count: int, out: Union[int, BinaryIO, N
         if out is not None:
             _write_all(out, chunk)
         done += got
-        if progress and done - reported >= PROGRESS_STEP and done < count:
-            progress(done, count)
-            reported = done
+        reported = _report(progress, done, count, reported)
     if progress:
         progress(done, count)
 
