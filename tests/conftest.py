@@ -7,3 +7,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(ROOT, "meta-xenguest", "lib")
 if sys.path[0] != LIB:
     sys.path.insert(0, LIB)
+
+
+import pytest  # noqa: E402  (after the path set-up above)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A test PKI made with the real openssl (signing_util.make_pki), shared by the session."""
+    from signing_util import make_pki
+
+    return make_pki(str(tmp_path_factory.mktemp("pki")))

@@ -7,13 +7,7 @@ import pytest
 
 import bitbake_env as be
 from mkimage_util import mkimage
-from signing_util import make_pki
 from test_layer_image import build, guest, make_env, output
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_pki(str(tmp_path_factory.mktemp("pki")))
 
 
 @pytest.fixture(scope="module")

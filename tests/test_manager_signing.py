@@ -6,16 +6,11 @@ import os
 import pytest
 
 from manager_util import FakeXl, RecordingToolstack, config_file, make_image, manager
-from signing_util import flip_byte, make_pki
+from signing_util import flip_byte
 from xenguest import signing
 from xenguest.cli.manager import main
 from xenguest.manager import ManagerError
 from xenguest.manager.config import parse_config
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_pki(str(tmp_path_factory.mktemp("pki")))
 
 
 def signed_image(path: str, pki, who: str = "signer") -> str:

@@ -7,15 +7,10 @@ import shutil
 import pytest
 
 from mkimage_util import mkimage
-from signing_util import flip_byte, make_pki, sign_args
+from signing_util import flip_byte, sign_args
 from xenguest import signing
 from xenguest.archive import TarIndex
 from xenguest.image import Image
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_pki(str(tmp_path_factory.mktemp("pki")))
 
 
 def ok(*args: str) -> str:
