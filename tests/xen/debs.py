@@ -35,7 +35,7 @@ XEN_VERSION = "4.17"
 PACKAGES = (
     "xen-utils-4.17", "xen-utils-common", "xenstore-utils",
     "busybox-static", "bash", "coreutils", "util-linux", "mount", "fdisk",
-    "e2fsprogs", "dosfstools", "mtools",
+    "e2fsprogs", "dosfstools", "mtools", "openssl",
     "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib",
 )
 

@@ -42,6 +42,7 @@ DOM0_FILES = {
                   "/usr/sbin/mkfs.ext4", "/usr/sbin/debugfs", "/usr/sbin/e2fsck",
                   "/usr/sbin/fsck.ext4", "/usr/sbin/dumpe2fs", "/usr/sbin/tune2fs"],
     "python3.11-minimal": ["/usr/bin/python3.11"],
+    "openssl": ["/usr/bin/openssl", "/usr/lib/ssl/openssl.cnf"],
     "xen-utils-4.17": [XEN_BIN + "/" + name for name in (
         "xl", "xenstored", "xenconsoled", "xen-init-dom0", "libxl-save-helper", "xenconsole")],
 }
