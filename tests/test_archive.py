@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xenguest.archive import (DEFAULT_MTIME, PROGRESS_STEP, TarIndex, TarWriter, copy_fd,
-                              source_date_epoch)
+from xenguest.archive import DEFAULT_MTIME, TarIndex, TarWriter, source_date_epoch
 from xenguest.archive_append import append_members, atomic_output, can_append
 from xenguest.archive_extract import extract
 from xenguest.errors import ArchiveError, ImageError, XenguestError
+from xenguest.streams import PROGRESS_STEP
 
 LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                    "meta-xenguest", "lib")
@@ -340,16 +340,6 @@ def test_copy_member_to_a_pipe(sample):
     reader.join()
     assert received == [KERNEL]
     assert progress == [(len(KERNEL), len(KERNEL))]
-
-
-def test_copy_fd(tmp_path):
-    src = tmp_path / "src"
-    src.write_bytes(KERNEL)
-    with open(str(src), "rb") as f, open(str(tmp_path / "out"), "wb") as out:
-        assert copy_fd(f.fileno(), out.fileno(), 100, offset=10) == 100
-        with pytest.raises(ArchiveError, match="shrank"):
-            copy_fd(f.fileno(), out.fileno(), len(KERNEL) + 1)
-    assert (tmp_path / "out").read_bytes()[:100] == KERNEL[10:110]
 
 
 def test_names_without_dot_slash_prefix(tmp_path):

@@ -12,8 +12,7 @@ mtime for all members (:func:`source_date_epoch`, default 1980-01-01), the
 caller's order, the archive padded to GNU tar's 10240-byte record: the same
 bytes as ``tar --format=gnu --owner=root:0 --group=root:0 --mtime=@T
 --sort=name`` (GNU tar 1.34) on the same tree, whatever the Python version.
-Payloads are streamed with kernel-side copies (copy_file_range, then
-sendfile, then 1 MiB read/write chunks) and never held in memory.
+Payloads are streamed (:mod:`xenguest.streams`), never held in memory.
 
 Reading (:class:`TarIndex`) scans the headers only and refuses anything unsafe
 or damaged: absolute names, ``..``, links, devices, FIFOs, sparse or unknown
@@ -24,15 +23,15 @@ Fast updates and atomic rewrites are in :mod:`xenguest.archive_append`, safe
 extraction in :mod:`xenguest.archive_extract`.
 """
 
-import errno
 import io
 import os
 import re
 import stat
 import tarfile
-from typing import Any, BinaryIO, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import BinaryIO, Dict, List, NamedTuple, Optional, Tuple
 
 from .errors import ArchiveError, ImageError, XenguestError
+from .streams import CHUNK, Hasher, Progress, copy_fd, write_all
 
 BLOCK = 512
 RECORD = 10240
@@ -41,21 +40,11 @@ RECORD = 10240
 DEFAULT_MTIME = 315532800
 MAX_MTIME = 8 ** 11 - 1
 READ_LIMIT = 16 * 1024 * 1024
-PROGRESS_STEP = 64 * 1024 * 1024
-_CHUNK = 1024 * 1024
-_NO_KERNEL_COPY = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP,
-                   errno.ENOTSUP, errno.EBADF, errno.ETXTBSY, errno.EPERM}
 _TYPE_NAMES = {tarfile.SYMTYPE: "a symbolic link", tarfile.LNKTYPE: "a hard link",
                tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device",
                tarfile.FIFOTYPE: "a FIFO", tarfile.GNUTYPE_SPARSE: "a sparse file"}
 _COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ", "xz"), (b"BZh", "bzip2"),
                (b"\x28\xb5\x2f\xfd", "zstd"))
-
-Progress = Callable[[int, int], None]
-#: A hashlib object (``update(bytes)``): data copied through it is hashed on the way.
-Hasher = Any
-#: Buffer of the hashing copy: one read, one hash update and one write per chunk.
-HASH_CHUNK = 8 * 1024 * 1024
 
 
 def source_date_epoch() -> int:
@@ -85,94 +74,6 @@ def _check_logical(name: str, what: str = "member name") -> None:
     if _normalize(name)[0] != name:
         raise ArchiveError(f"unsafe {what} {name!r}: must be a relative path without "
                            "'.', '..', empty components or a trailing slash")
-
-
-def _report(progress: Optional[Progress], done: int, count: int, reported: int) -> int:
-    """Call *progress* every PROGRESS_STEP bytes (the caller reports the end); return
-    the position last reported."""
-    if progress and done - reported >= PROGRESS_STEP and done < count:
-        progress(done, count)
-        return done
-    return reported
-
-
-def _copy_range(src: int, offset: int, count: int, out: Union[int, BinaryIO],
-                progress: Optional[Progress], what: str) -> None:
-    """Copy *count* bytes of fd *src* from *offset* to *out* (an fd or a file object)."""
-    method = "range" if isinstance(out, int) else "rw"
-    done = reported = 0
-    while done < count:
-        want = min(count - done, PROGRESS_STEP)
-        try:
-            if method == "range":
-                got = os.copy_file_range(src, out, want, offset + done)
-            elif method == "sendfile":
-                got = os.sendfile(out, src, offset + done, want)
-            else:
-                got = _write_all(out, os.pread(src, min(want, _CHUNK), offset + done))
-        except (OSError, AttributeError) as exc:
-            if method == "rw" or getattr(exc, "errno", errno.ENOSYS) not in _NO_KERNEL_COPY:
-                raise
-            got = 0
-        if got == 0:  # read/write decides: some file systems make kernel copies return 0
-            if method == "rw":
-                raise ArchiveError(f"{what} shrank while being copied")
-            method = "sendfile" if method == "range" else "rw"
-            continue
-        done += got
-        reported = _report(progress, done, count, reported)
-    if progress:
-        progress(done, count)
-
-
-def _copy_hashing(src: int, offset: int, count: int, out: Union[int, BinaryIO, None],
-                  hasher: Hasher, progress: Optional[Progress], what: str) -> None:
-    """Copy like :func:`_copy_range`, hashing the bytes on the way (read once, into
-    one reusable buffer); *out* None only hashes."""
-    view = memoryview(bytearray(min(HASH_CHUNK, max(count, 1))))
-    done = reported = 0
-    while done < count:
-        got = os.preadv(src, [view[:min(count - done, len(view))]], offset + done)
-        if got == 0:
-            raise ArchiveError(f"{what} shrank while being copied")
-        chunk = view[:got]
-        hasher.update(chunk)
-        if out is not None:
-            _write_all(out, chunk)
-        done += got
-        reported = _report(progress, done, count, reported)
-    if progress:
-        progress(done, count)
-
-
-def hash_fd(fd: int, offset: int, count: int, hasher: Hasher) -> None:
-    """Feed *count* bytes of *fd* from *offset* to *hasher* (streamed)."""
-    _copy_hashing(fd, offset, count, None, hasher, None, "the file")
-
-
-def copy_fd(src_fd: int, out_fd: int, count: int, progress: Optional[Progress] = None,
-            offset: int = 0, hasher: Optional[Hasher] = None) -> int:
-    """Copy *count* bytes of regular file *src_fd* from *offset* to *out_fd*; return count.
-
-    Kernel-side where possible (*out_fd* may be a file, pipe or terminal), or
-    through *hasher* when given; ArchiveError if the source is shorter.
-    *src_fd*'s position is not used.
-    """
-    if hasher is not None:
-        _copy_hashing(src_fd, offset, count, out_fd, hasher, progress, "the source file")
-    else:
-        _copy_range(src_fd, offset, count, out_fd, progress, "the source file")
-    return count
-
-
-def _write_all(out: Union[int, BinaryIO], data: Union[bytes, memoryview]) -> int:
-    if not isinstance(out, int):
-        out.write(data)
-        return len(data)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(out, view):]
-    return len(data)
 
 
 def _checksummed(block: bytearray) -> bytes:
@@ -213,7 +114,7 @@ class TarWriter:
             self._held += data[:take]
             self._pos += len(data[:take])
             data = data[take:]
-        self._pos += _write_all(self._file if self._fd is None else self._fd, data)
+        self._pos += write_all(self._file if self._fd is None else self._fd, data)
 
     def _header(self, name: str, is_dir: bool, mode: int, size: int) -> None:
         _check_logical(name)
@@ -304,10 +205,7 @@ class TarWriter:
                 hasher.update(data)
             self._write(data)
         out = self._file if self._fd is None else self._fd
-        if hasher is not None:
-            _copy_hashing(src, offset + take, size - take, out, hasher, progress, what)
-        else:
-            _copy_range(src, offset + take, size - take, out, progress, what)
+        copy_fd(src, out, size - take, progress, offset + take, hasher, what)
         self._pos += size - take
 
     def close(self) -> None:
@@ -411,15 +309,15 @@ class TarIndex:
             raise ArchiveError(f"{self.path}: member {name!r} is too large "
                                f"({member.size} bytes, at most {limit})")
         out = io.BytesIO()
-        _copy_range(self.fd, member.data_offset, member.size, out, None, self.path)
+        copy_fd(self.fd, out, member.size, offset=member.data_offset, what=self.path)
         return out.getvalue()
 
     def copy_member(self, name: str, out_fd: int,
                     progress: Optional[Progress] = None) -> int:
         """Stream the data of member *name* to *out_fd* (file, pipe, terminal); its size."""
         member = self.file_member(name)
-        _copy_range(self.fd, member.data_offset, member.size, out_fd, progress, self.path)
-        return member.size
+        return copy_fd(self.fd, out_fd, member.size, progress, member.data_offset,
+                       what=self.path)
 
     def open_member(self, name: str) -> BinaryIO:
         """A read-only binary file object of the data of member *name*.
@@ -428,7 +326,7 @@ class TarIndex:
         """
         member = self.file_member(name)
         raw = _MemberReader(self.fd, member.data_offset, member.size)
-        return io.BufferedReader(raw, _CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(raw, CHUNK)  # type: ignore[return-value]
 
     def close(self) -> None:
         """Close the fd (idempotent)."""

@@ -39,9 +39,10 @@ import stat
 import tempfile
 from typing import BinaryIO, Callable, Iterable, Iterator, List, Optional, Tuple
 
-from .archive import (BLOCK, TarIndex, TarWriter, _CHUNK, _checksummed, Member,
+from .archive import (BLOCK, TarIndex, TarWriter, _checksummed, Member,
                       source_date_epoch)
 from .errors import ArchiveError, ImageError, XenguestError
+from .streams import CHUNK
 
 
 def _renamed_header(index: TarIndex, member: Member) -> Optional[bytes]:
@@ -82,7 +83,7 @@ def can_append(index: TarIndex, names: Iterable[str] = ()) -> bool:
     """
     pos = index.end_offset
     while pos < index.file_size:
-        chunk = os.pread(index.fd, min(_CHUNK, index.file_size - pos), pos)
+        chunk = os.pread(index.fd, min(CHUNK, index.file_size - pos), pos)
         if not chunk or chunk.count(0) != len(chunk):
             return False
         pos += len(chunk)
@@ -145,8 +146,8 @@ def _commit_tail(fd: int, index: TarIndex, write: Callable[[TarWriter], None],
         return renames
     except BaseException:
         os.ftruncate(fd, size)
-        for pos in range(end, size, _CHUNK):
-            os.pwrite(fd, bytes(min(_CHUNK, size - pos)), pos)
+        for pos in range(end, size, CHUNK):
+            os.pwrite(fd, bytes(min(CHUNK, size - pos)), pos)
         os.fsync(fd)
         raise
 

@@ -5,8 +5,9 @@ import os
 import stat
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
-from .archive import Member, TarIndex, _check_logical, _copy_range
+from .archive import Member, TarIndex, _check_logical
 from .errors import ArchiveError, XenguestError
+from .streams import copy_fd
 
 
 def _everything(name: str) -> bool:
@@ -140,7 +141,7 @@ def _extract_file(index: TarIndex, member: Member, dir_fd: int, leaf: str, dest_
                            f"{os.path.join(dest_dir, rel)} exists already") from None
     created.append(rel)
     try:
-        _copy_range(index.fd, member.data_offset, member.size, out, None, index.path)
+        copy_fd(index.fd, out, member.size, offset=member.data_offset, what=index.path)
         os.fchmod(out, mode)
         os.utime(out, (member.mtime, member.mtime))
     finally:

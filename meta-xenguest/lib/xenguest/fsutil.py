@@ -2,7 +2,7 @@
 
 import os
 import stat
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Optional
 
 from .errors import ImageError
 
@@ -27,14 +27,6 @@ class Tracker:
     def finish(self) -> None:
         if self.progress is not None:
             self.progress(self.total, self.total)
-
-
-def write_all(fd: int, data: Union[bytes, memoryview]) -> None:
-    """Write all of *data* to *fd*."""
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
 
 
 def makedirs(root: str, rel: str, created: List[str]) -> None:

@@ -23,14 +23,13 @@ while applying its options leaves the image exactly as it was.
 import os
 import stat
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Dict, List, Optional, Set, Tuple
+from typing import BinaryIO, Dict, List, Optional, Set, Tuple
 
-from . import archive, layout, manifest
+from . import archive, layout, manifest, streams
 from .archive_append import append_members, atomic_output, can_append
 from .errors import ImageError, XenguestError
-from .fsutil import Tracker, makedirs, rmdir_quietly, unlink_quietly, write_all
-
-Progress = Optional[Callable[[int, int], None]]
+from .fsutil import Progress, Tracker, makedirs, rmdir_quietly, unlink_quietly
+from .streams import write_all
 
 DIRECTORY = "directory"
 FILE = "file"
@@ -194,7 +193,7 @@ class Image:
             write_all(fd, entry.data)
             return len(entry.data)
         with open(entry.path, "rb") as src:  # type: ignore[arg-type]
-            return archive.copy_fd(src.fileno(), fd, entry.size, progress=progress)
+            return streams.copy_fd(src.fileno(), fd, entry.size, progress=progress)
 
     def open_member(self, name: str) -> BinaryIO:
         """A readable binary stream of a member's content (for streaming decompression)."""
@@ -450,7 +449,7 @@ class Image:
             unlink_quietly(entry.path or os.path.join(self.path, *entry.name.split("/")))
         self._rescan()
 
-    def _stage(self, entry: Entry, tmp: str, hasher: Optional["archive.Hasher"]) -> None:
+    def _stage(self, entry: Entry, tmp: str, hasher: Optional[streams.Hasher]) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             if entry.data is not None:
@@ -460,11 +459,11 @@ class Image:
             elif entry.member is not None:
                 assert self.index is not None
                 member = self.index.file_member(entry.member)
-                archive.copy_fd(self.index.fd, fd, member.size, offset=member.data_offset,
+                streams.copy_fd(self.index.fd, fd, member.size, offset=member.data_offset,
                                 hasher=hasher)
             else:
                 with open(entry.path, "rb") as src:  # type: ignore[arg-type]
-                    archive.copy_fd(src.fileno(), fd, entry.size, hasher=hasher)
+                    streams.copy_fd(src.fileno(), fd, entry.size, hasher=hasher)
             os.fchmod(fd, _normal_mode(entry))
         finally:
             os.close(fd)

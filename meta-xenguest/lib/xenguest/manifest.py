@@ -23,7 +23,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
-from . import archive, layout
+from . import layout, streams
 from .errors import ImageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -174,11 +174,11 @@ def digest_of(image: "Image", name: str) -> str:
     elif entry.member is not None:
         assert image.index is not None
         member = image.index.file_member(entry.member)
-        archive.hash_fd(image.index.fd, member.data_offset, member.size, digest)
+        streams.hash_fd(image.index.fd, member.data_offset, member.size, digest)
     else:
         fd = os.open(entry.path, os.O_RDONLY)
         try:
-            archive.hash_fd(fd, 0, entry.size, digest)
+            streams.hash_fd(fd, 0, entry.size, digest)
         finally:
             os.close(fd)
     return digest.hexdigest()
