@@ -86,9 +86,20 @@ def test_life_cycle(env, capsys):
     assert ok(capsys, "status") == "web: running (domain ID 1)\n"
     assert "web   running  1   yes       file 12 MiB" in ok(capsys, "list")
 
+    details = ok(capsys, "status", "web").splitlines()
+    assert details[0] == "web: running (domain ID 1)"
+    assert details[1:] == [
+        f"  image:     {image}",
+        f"  created:   {status['created']}",
+        "  autoboot:  yes",
+        f"  network:   {status['network'] or '-'}",
+        "  disk:      file 12 MiB",
+        "  signed by: - (not verified)",
+    ]
+
     ok(capsys, "stop", "web")
     assert env.xl.ops()[-1] == ["shutdown", "web"]
-    assert ok(capsys, "status", "web") == "web: stopped\n"
+    assert ok(capsys, "status", "web").splitlines()[0] == "web: stopped"
 
     ok(capsys, "remove", "web")
     assert guests_left(env) == []

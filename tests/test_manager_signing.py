@@ -119,6 +119,10 @@ def test_command_line_status_shows_the_signer(tmp_path, pki, monkeypatch, capsys
     assert main(["status", "web", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["signer"]["subject"] == "CN=Image Signer"
+    assert main(["status", "web"]) == 0
+    fingerprint = signing.certificate(pki.cert("signer")).fingerprint
+    assert (f"  signed by: CN=Image Signer (SHA-256 fingerprint {fingerprint})\n"
+            in capsys.readouterr().out)
     unsigned = make_image(str(tmp_path / "db.xenguest"))
     assert main(["create", unsigned]) == 1
     assert capsys.readouterr().err.strip().endswith(

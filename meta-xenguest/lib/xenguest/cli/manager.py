@@ -206,6 +206,31 @@ def _status_line(status: GuestStatus) -> str:
     return f"{status.name}: {status.state}{domid}"
 
 
+def _disk_text(status: GuestStatus) -> str:
+    disk = status.disk
+    return f"{disk['backend']} {disk['size'] // (1 << 20)} MiB" if disk else "-"
+
+
+def _autoboot_text(status: GuestStatus) -> str:
+    return "-" if status.autoboot is None else "yes" if status.autoboot else "no"
+
+
+def _status_details(status: GuestStatus) -> List[str]:
+    """The lines of ``status NAME``: the state line, then one line per fact."""
+    signer = status.signer
+    facts = [
+        ("image", status.image),
+        ("created", status.created),
+        ("autoboot", _autoboot_text(status)),
+        ("network", status.network or "-"),
+        ("disk", _disk_text(status)),
+        ("signed by", f"{signer['subject']} (SHA-256 fingerprint {signer['fingerprint']})"
+         if signer else "- (not verified)"),
+    ]
+    width = max(len(key) for key, _ in facts) + 1
+    return [_status_line(status)] + [f"  {key + ':':<{width}} {value}" for key, value in facts]
+
+
 class List_(ManagerCommand):
     name = "list"
     helpmsg = "list the guests"
@@ -220,10 +245,8 @@ class List_(ManagerCommand):
             return 0
         rows = [("NAME", "STATE", "ID", "AUTOBOOT", "DISK")]
         for g in guests:
-            disk = f"{g.disk['backend']} {g.disk['size'] // (1 << 20)} MiB" if g.disk else "-"
-            autoboot = "-" if g.autoboot is None else "yes" if g.autoboot else "no"
             rows.append((g.name, g.state, "-" if g.domid is None else str(g.domid),
-                         autoboot, disk))
+                         _autoboot_text(g), _disk_text(g)))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
@@ -242,6 +265,8 @@ class Status(ManagerCommand):
         guests = manager.status(args.name)
         if args.json:
             _print_json(guests[0].as_dict() if args.name else [g.as_dict() for g in guests])
+        elif args.name:
+            print("\n".join(_status_details(guests[0])))
         else:
             for guest in guests:
                 print(_status_line(guest))
