@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from .bitbake import SettingError, resolve_file
-from .editor import GUEST_NAME
+from .layout import GUEST_NAME
 from .errors import XenguestError
 
 VARIABLE = "XENGUEST_HOST_GUESTS"

@@ -12,7 +12,6 @@ configuration holds exactly the value given (images of the earlier tool keep
 """
 
 import os
-import re
 from typing import Dict, List, Optional, Tuple
 
 from . import layout, xlcfg
@@ -20,9 +19,6 @@ from .disk import DiskConfig, Partition, check_device, parse_size
 from .errors import XenguestError
 from .image import Image
 from .shellvars import ShellVarFile, is_reserved, valid_name
-
-#: Guest names: what xenguest-manager accepts as a domain and folder name.
-GUEST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 #: xl keys set by the file options, and where the file is stored.
 PAYLOAD_KEYS: Dict[str, str] = {
@@ -133,7 +129,7 @@ class GuestEditor:
         self.xl_set("vcpus", _positive_int(value, "the number of vcpus"))
 
     def set_name(self, value: str) -> None:
-        if value and not GUEST_NAME.match(value):
+        if value and not layout.GUEST_NAME.match(value):
             raise XenguestError(
                 f"invalid guest name {value!r}: up to 64 letters, digits and . _ - "
                 "starting with a letter or digit"

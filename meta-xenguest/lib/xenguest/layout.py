@@ -49,6 +49,9 @@ DIR_MODE = 0o755
 FILE_MODE = 0o644
 SCRIPT_MODE = 0o755
 
+#: Guest names: what xenguest-manager accepts as a domain and folder name.
+GUEST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+#: Plain file names given by users (:func:`check_file_name`).
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]*\Z")
 
 

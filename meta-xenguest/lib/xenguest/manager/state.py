@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
-from ..editor import GUEST_NAME
+from ..layout import GUEST_NAME
 from . import ManagerError
 
 log = logging.getLogger("xenguest.manager")
