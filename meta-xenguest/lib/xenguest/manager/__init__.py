@@ -11,7 +11,9 @@ The package is split by concern:
 * :mod:`.guestcfg` — the xl configuration a guest is started with;
 * :mod:`.initscripts` — the init.pre / init.d / init.post start sequence;
 * :mod:`.state` — the state folder, guest records and per-guest locks;
-* :mod:`.guests` — the operations: create, start, stop, remove, list, ...
+* :mod:`.guests` — the operations: create, start, stop, remove, list, ...;
+* :mod:`.deploy` — making a guest from an image (verify, check, build,
+  roll back), loaded only by the commands that make guests.
 """
 
 from contextlib import contextmanager
