@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Benchmark of ``xenguest-manager create`` filling an ext4 disk from a rootfs tarball.
+
+Builds a rootfs tarball shaped like a small Linux root filesystem (--files
+files in nested folders, sizes from 100 bytes to 256 KiB, some symbolic
+links; --size-mib in all), packs it into an image whose disk has one ext4
+partition with that content, and times, with the page cache warm for both:
+
+1. ``xenguest-manager create IMG`` with the file disk backend: verification,
+   checks, a sparse disk file, sfdisk, mke2fs and the content written with
+   ``debugfs`` from the tar stream, without mounting anything;
+2. the baseline a build machine would use: ``tar -xf`` into a folder, then
+   ``mke2fs -d FOLDER`` on a file of the partition's size.
+
+Each figure is the median of --runs runs.  Ratios are printed; nothing is
+asserted.  Needs sfdisk, mke2fs and debugfs (tools/setup-test-env).
+"""
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tarfile
+import tempfile
+
+from benchlib import MKIMAGE, ROOT, print_rows, sh, timed
+
+MANAGER = [sys.executable, os.path.join(ROOT, "meta-xenguest", "scripts", "xenguest-manager")]
+PART_MIB_EXTRA = 64
+
+
+def make_tree_tar(path: str, files: int, size_mib: int) -> int:
+    """A rootfs-like tarball of *files* files; returns the bytes of content."""
+    rng = random.Random(7)
+    sizes = [rng.choice((100, 900, 4000, 12000, 60000, 262144)) for _ in range(files)]
+    scale = (size_mib << 20) / max(sum(sizes), 1)
+    block = os.urandom(1 << 18)
+    total = 0
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        folders = ["."]
+        for i in range(files // 40 + 1):
+            parent = rng.choice(folders)
+            folder = f"{parent}/d{i}"
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+            folders.append(folder)
+        for i, size in enumerate(sizes):
+            size = min(int(size * scale), len(block))
+            info = tarfile.TarInfo(f"{rng.choice(folders)}/f{i}")
+            info.size, info.mode = size, 0o755 if i % 10 == 0 else 0o644
+            tar.addfile(info, _Bytes(block[:size]))
+            total += size
+            if i % 25 == 0:
+                link = tarfile.TarInfo(f"{rng.choice(folders)}/l{i}")
+                link.type, link.linkname = tarfile.SYMTYPE, f"../f{i}"
+                tar.addfile(link)
+    return total
+
+
+class _Bytes:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.data) if n < 0 else self.pos + n
+        out, self.pos = self.data[self.pos:end], min(end, len(self.data))
+        return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=5000, help="files in the rootfs")
+    parser.add_argument("--size-mib", type=int, default=128, help="content of the rootfs")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="xenguest-bench-manager-", dir=args.dir)
+    try:
+        rootfs = os.path.join(work, "rootfs.tar")
+        content = make_tree_tar(rootfs, args.files, args.size_mib)
+        part_mib = args.size_mib * 2 + PART_MIB_EXTRA
+        image = os.path.join(work, "guest.xenguest")
+        kernel = os.path.join(work, "Image")
+        with open(kernel, "wb") as f:
+            f.write(os.urandom(1 << 20))
+        sh(*MKIMAGE, "create", image, f"--xen-kernel={kernel}", "--xen-memory=64",
+           f"--disk-size={part_mib + 4}M",
+           f"--disk-add-part=1:{part_mib}M:ext4:rootfs.tar", f"--disk-add-file={rootfs}")
+        state = os.path.join(work, "state")
+        config = os.path.join(work, "manager.conf")
+        with open(config, "w") as f:
+            f.write(f"[manager]\nstate_folder = {state}\nguest_folders =\nhost_scripts =\n"
+                    f"[log]\nfile = {os.path.join(work, 'manager.log')}\nlevel = warning\n"
+                    "[disk]\nbackend = file\n")
+        os.environ["XENGUEST_MANAGER_CONFIG"] = config
+
+        def remove_guest() -> None:
+            if os.path.isdir(os.path.join(state, "guests", "bench")):
+                sh(*MANAGER, "remove", "bench")
+
+        sh("cat", image, rootfs)  # warm the page cache for both
+        t_create = timed(lambda: sh(*MANAGER, "create", image, "bench"), args.runs,
+                         remove_guest)
+        remove_guest()
+
+        tree = os.path.join(work, "tree")
+        disk = os.path.join(work, "baseline.img")
+
+        def reset_baseline() -> None:
+            shutil.rmtree(tree, ignore_errors=True)
+            os.mkdir(tree)
+            if os.path.exists(disk):
+                os.unlink(disk)
+
+        def baseline() -> None:
+            sh("tar", "-C", tree, "-xf", rootfs)
+            sh("mke2fs", "-q", "-F", "-t", "ext4", "-E", "root_owner=0:0", "-d", tree,
+               disk, f"{part_mib}M")
+
+        t_base = timed(baseline, args.runs, reset_baseline)
+        rows = [
+            ("rootfs", f"{args.files} files, {content / (1 << 20):.0f} MiB of content, "
+                       f"a {part_mib} MiB ext4 partition; median of {args.runs} runs"),
+            ("xenguest-manager create", f"{t_create:.2f} s"),
+            ("tar -xf + mke2fs -d", f"{t_base:.2f} s"),
+            ("create / baseline", f"{t_create / t_base:.2f}"),
+            ("create per file", f"{t_create / args.files * 1000:.2f} ms"),
+        ]
+        print_rows(rows)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
