@@ -16,15 +16,13 @@ Each figure is the median of --runs runs.  Ratios are printed; nothing is
 asserted.  Needs sfdisk, mke2fs and debugfs (tools/setup-test-env).
 """
 
-import argparse
 import os
 import random
 import shutil
 import sys
 import tarfile
-import tempfile
 
-from benchlib import MKIMAGE, ROOT, print_rows, sh, timed
+from benchlib import MKIMAGE, ROOT, bench_arguments, print_rows, sh, timed, work_folder
 
 MANAGER = [sys.executable, os.path.join(ROOT, "meta-xenguest", "scripts", "xenguest-manager")]
 PART_MIB_EXTRA = 64
@@ -70,14 +68,10 @@ class _Bytes:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_arguments(__doc__, 128, "content of the rootfs")
     parser.add_argument("--files", type=int, default=5000, help="files in the rootfs")
-    parser.add_argument("--size-mib", type=int, default=128, help="content of the rootfs")
-    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
-    parser.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args()
-    work = tempfile.mkdtemp(prefix="xenguest-bench-manager-", dir=args.dir)
-    try:
+    with work_folder("manager", args.dir) as work:
         rootfs = os.path.join(work, "rootfs.tar")
         content = make_tree_tar(rootfs, args.files, args.size_mib)
         part_mib = args.size_mib * 2 + PART_MIB_EXTRA
@@ -129,8 +123,6 @@ def main() -> int:
             ("create per file", f"{t_create / args.files * 1000:.2f} ms"),
         ]
         print_rows(rows)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

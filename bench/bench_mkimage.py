@@ -18,16 +18,14 @@ Each figure is the median of --runs runs, with the page cache warm for
 everyone and dirty data written back before each run.  Ratios are printed; nothing is asserted.
 """
 
-import argparse
 import os
 import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 from typing import Callable, List, Tuple
 
-from benchlib import MKIMAGE, make_rootfs, print_rows, sh, timed
+from benchlib import MKIMAGE, bench_arguments, make_rootfs, print_rows, sh, timed, work_folder
 
 SHA256_FILES = """
 import hashlib, sys
@@ -51,14 +49,9 @@ def peak_rss_mib(cmd: List[str]) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mib", type=int, default=1024, help="rootfs tarball size")
-    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
-    parser.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
+    parser = bench_arguments(__doc__, 1024, "rootfs tarball size")
     args = parser.parse_args()
-
-    work = tempfile.mkdtemp(prefix="xenguest-bench-", dir=args.dir)
-    try:
+    with work_folder("mkimage", args.dir) as work:
         kernel = os.path.join(work, "Image")
         dtb = os.path.join(work, "guest.dtb")
         rootfs = os.path.join(work, "rootfs.tar")
@@ -80,7 +73,10 @@ def main() -> int:
             os.mkdir(copies)
 
         def remove(path: str) -> Callable[[], None]:
-            return lambda: os.path.lexists(path) and os.unlink(path)  # type: ignore[func-returns-value]
+            def run() -> None:
+                if os.path.lexists(path):
+                    os.unlink(path)
+            return run
 
         t_cp = timed(lambda: sh("cp", kernel, dtb, rootfs, copies), args.runs, reset_copies)
         t_ours = timed(lambda: sh(*create), args.runs, remove(image))
@@ -145,8 +141,6 @@ def main() -> int:
             ("update / naive", f"{t_update / t_naive_update:.4f}"),
         ]
         print_rows(rows)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -12,23 +12,16 @@ and prints their ratio (goal: at most 1.1 x).  Each figure is the median of
 --runs runs.  Nothing is asserted.
 """
 
-import argparse
 import os
-import shutil
 import sys
-import tempfile
 
-from benchlib import MKIMAGE, make_rootfs, print_rows, sh, timed
+from benchlib import MKIMAGE, bench_arguments, make_rootfs, print_rows, sh, timed, work_folder
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mib", type=int, default=1024, help="rootfs size")
-    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
-    parser.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
+    parser = bench_arguments(__doc__, 1024, "rootfs size")
     args = parser.parse_args()
-    work = tempfile.mkdtemp(prefix="xenguest-bench-verify-", dir=args.dir)
-    try:
+    with work_folder("verify", args.dir) as work:
         rootfs = os.path.join(work, "rootfs.tar")
         make_rootfs(rootfs, args.size_mib)
         image = os.path.join(work, "guest.xenguest")
@@ -46,8 +39,6 @@ def main() -> int:
             ("check --verify / sha256sum", f"{t_verify / t_sum:.2f}  (goal <= 1.10)"),
         ]
         print_rows(rows)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -1,15 +1,39 @@
 """Shared pieces of the benchmarks: the command, timing, inputs and the report."""
 
+import argparse
+import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MKIMAGE = [sys.executable, os.path.join(ROOT, "meta-xenguest", "scripts", "xenguest-mkimage")]
+
+
+def bench_arguments(doc: str, size_mib: int, size_help: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: --size-mib, --runs and --dir."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=size_mib, help=size_help)
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
+    return parser
+
+
+@contextlib.contextmanager
+def work_folder(name: str, parent: Optional[str]) -> Iterator[str]:
+    """A new folder for one benchmark's files (in *parent*, else the temporary
+    folder), removed with everything in it afterwards."""
+    work = tempfile.mkdtemp(prefix=f"xenguest-bench-{name}-", dir=parent)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def sh(*cmd: str) -> None:
