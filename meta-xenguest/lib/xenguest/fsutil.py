@@ -2,11 +2,13 @@
 
 import os
 import stat
-from typing import Callable, List, Optional
+from typing import List, Optional
 
+from . import streams
 from .errors import ImageError
 
-Progress = Optional[Callable[[int, int], None]]
+#: A progress callback (done, total), or None.
+Progress = Optional[streams.Progress]
 
 
 class Tracker:
