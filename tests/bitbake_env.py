@@ -70,7 +70,8 @@ import bb.fetch2  # noqa: E402
 import bb.parse  # noqa: E402
 import bb.parse.parse_py.BBHandler  # noqa: E402
 import xenguest  # noqa: E402
-from bitbake_standin import CORE_FILES, MACHINES, conf_text  # noqa: E402
+from bitbake_standin import (BITBAKE_OF_SERIES, CORE_FILES, MACHINES,  # noqa: E402
+                             conf_text, cooker_data_builder)
 
 if os.path.dirname(os.path.dirname(os.path.abspath(xenguest.__file__))) != LIB:
     raise ImportError(f"xenguest is imported from {xenguest.__file__}, not from the layer {LIB}")
@@ -96,8 +97,24 @@ def real_std_streams() -> Iterator[None]:
         sys.stdin, sys.stdout, sys.stderr = saved
 
 
+def runqueue_mcdepends(d: "bb.data_smart.DataSmart", task: str, config: str) -> List[str]:
+    """The ``mcdepends`` entries of *task* the runqueue turns into dependencies.
+
+    BitBake's rule (runqueue ``add_mc_dependencies``, unchanged since 2.0): an
+    entry ``mc:FROM:TO:RECIPE:TASK`` counts only in the configuration whose key
+    is FROM; the keys are ``""`` for the default configuration and the
+    multiconfig names otherwise.  Other entries are dropped without a word.
+    """
+    entries = (d.getVarFlag(task, "mcdepends") or "").split()
+    return [e for e in entries if e.split(":")[1] == config]
+
+
 class BitBakeEnv:
-    """A build folder with the stand-in core, meta-xenguest and a test layer."""
+    """A build folder with the stand-in core, meta-xenguest and a test layer.
+
+    *series* chooses the stand-in core's release and the BitBake generation it
+    builds with (:data:`bitbake_standin.BITBAKE_OF_SERIES`).
+    """
 
     def __init__(self, root: str, series: str = "wrynose", machine: str = "qemuarm64",
                  local_conf: str = "", multiconfigs: Optional[Dict[str, str]] = None,
@@ -142,7 +159,7 @@ class BitBakeEnv:
         try:
             config = bb.cookerdata.CookerConfiguration()
             config.env = dict(os.environ)
-            builder = bb.cookerdata.CookerDataBuilder(config)
+            builder = cooker_data_builder(BITBAKE_OF_SERIES[self.series])(config)
             builder.parseBaseConfiguration()
         finally:
             os.chdir(old)

@@ -6,10 +6,35 @@ Own code that mirrors OE-core's contracts; no OE-core code.
 """
 
 import textwrap
-from typing import Dict
+from typing import Dict, Tuple
 
 #: Release series the stand-in core can pretend to be, and how they differ for us.
 SERIES = ("scarthgap", "styhead", "walnascar", "whinlatter", "wrynose")
+
+#: The BitBake release each series builds with (kirkstone: a release the layer refuses).
+BITBAKE_OF_SERIES = {"kirkstone": (2, 0), "scarthgap": (2, 8), "styhead": (2, 10),
+                     "walnascar": (2, 12), "whinlatter": (2, 16), "wrynose": (2, 18)}
+
+
+def cooker_data_builder(bitbake: Tuple[int, int]) -> type:
+    """BitBake's configuration builder (``bb.cookerdata``) as release *bitbake* has it.
+
+    The wheel ships BitBake 2.19.  Before 2.12 (scarthgap, styhead) one thing
+    differed that matters to the layer: ``parseConfigurationFiles`` set
+    ``BB_CURRENT_MC`` to ``"default"`` in the default configuration (its
+    default argument), where 2.12 and later set ``""``.  The runqueue keys
+    the default configuration ``""`` in both.
+    """
+    import bb.cookerdata
+
+    if bitbake >= (2, 12):
+        return bb.cookerdata.CookerDataBuilder
+
+    class DataBuilderBefore212(bb.cookerdata.CookerDataBuilder):
+        def parseConfigurationFiles(self, prefiles, postfiles, mc="default"):  # noqa: N802
+            return super().parseConfigurationFiles(prefiles, postfiles, mc)
+
+    return DataBuilderBefore212
 
 
 def conf_text(series: str) -> str:

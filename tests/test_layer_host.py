@@ -11,6 +11,7 @@ import threading
 import pytest
 
 import bitbake_env as be
+from bitbake_standin import BITBAKE_OF_SERIES, SERIES
 from xenguest import operations
 
 EXAMPLE = os.path.join(be.LAYER, "recipes-guests", "images", "xenguest-image-minimal.bb")
@@ -102,6 +103,22 @@ def test_multiconfig_guest(tmp_path_factory):
     assert "xenguest-image-minimal" not in (d.getVarFlag("do_rootfs", "depends") or "")
     env.run_until(recipe, d, "do_rootfs")
     assert same_file(installed(d)["x86.xenguest"], guest_image)
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_host_waits_for_a_multiconfig_guest_with_every_bitbake(tmp_path_factory, series):
+    """The runqueue keeps do_rootfs's mcdepends, whatever BB_CURRENT_MC the BitBake
+    generation sets: "default" before 2.12 (scarthgap, styhead), "" from 2.12 on."""
+    env = be.BitBakeEnv(str(tmp_path_factory.mktemp("bb")), series=series, multiconfigs={
+        "guest": 'MACHINE = "qemux86-64"\n', "host": ""})
+    guests = "mc:guest:xenguest-image-minimal;machine=qemux86-64"
+    recipe = host(env, "host-mc-edge", guests)
+    before_212 = BITBAKE_OF_SERIES[series] < (2, 12)
+    for config in ("", "host"):
+        d = env.parse(recipe, mc=config)
+        assert d.getVar("BB_CURRENT_MC") == (config or ("default" if before_212 else ""))
+        assert be.runqueue_mcdepends(d, "do_rootfs", config) == [
+            f"mc:{config}:guest:xenguest-image-minimal:do_image_complete"]
 
 
 def test_multiconfig_guest_sharing_tmpdir(tmp_path_factory):

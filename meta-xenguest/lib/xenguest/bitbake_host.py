@@ -42,6 +42,21 @@ class HostGuest:
     checksums: List[str] = field(default_factory=list)
 
 
+def runqueue_config(d: Any) -> str:
+    """The name the runqueue gives this datastore's configuration: ``""`` for the
+    default one, else the multiconfig's name (the FROM of ``mc:FROM:TO:...``).
+
+    BitBake before 2.12 (scarthgap, styhead) sets ``BB_CURRENT_MC`` to
+    ``"default"`` in the default configuration, yet its runqueue keys that
+    configuration ``""`` and silently drops ``mcdepends`` written with
+    ``default``.  A multiconfig really named "default" is listed in BBMULTICONFIG.
+    """
+    current = d.getVar("BB_CURRENT_MC") or ""
+    if current == "default" and current not in (d.getVar("BBMULTICONFIG") or "").split():
+        return ""
+    return current
+
+
 def _split(entry: str) -> Tuple[str, Dict[str, str]]:
     what, *pairs = entry.split(";")
     params: Dict[str, str] = {}
@@ -77,7 +92,7 @@ def _recipe(d: Any, entry: str, what: str, params: Dict[str, str]) -> HostGuest:
         raise SettingError(VARIABLE, entry, "image= is a file name in the deploy folder")
     guest = HostGuest(entry, params.get("guestname") or recipe, os.path.join(deploydir, image))
     if mc:
-        guest.mcdepends = f"mc:{d.getVar('BB_CURRENT_MC') or ''}:{mc}:{recipe}:{DEPLOY_TASK}"
+        guest.mcdepends = f"mc:{runqueue_config(d)}:{mc}:{recipe}:{DEPLOY_TASK}"
     else:
         guest.depends = f"{recipe}:{DEPLOY_TASK}"
     return guest
