@@ -71,7 +71,7 @@ import bb.parse  # noqa: E402
 import bb.parse.parse_py.BBHandler  # noqa: E402
 import xenguest  # noqa: E402
 from bitbake_standin import (BITBAKE_OF_SERIES, CORE_FILES, MACHINES,  # noqa: E402
-                             conf_text, cooker_data_builder)
+                             VIRTUALIZATION_LAYER_CONF, conf_text, cooker_data_builder)
 
 if os.path.dirname(os.path.dirname(os.path.abspath(xenguest.__file__))) != LIB:
     raise ImportError(f"xenguest is imported from {xenguest.__file__}, not from the layer {LIB}")
@@ -113,12 +113,14 @@ class BitBakeEnv:
     """A build folder with the stand-in core, meta-xenguest and a test layer.
 
     *series* chooses the stand-in core's release and the BitBake generation it
-    builds with (:data:`bitbake_standin.BITBAKE_OF_SERIES`).
+    builds with (:data:`bitbake_standin.BITBAKE_OF_SERIES`).  *virtualization*
+    adds a stand-in meta-virtualization (its collection name only), which
+    enables the layer's recipes for Xen hosts (``BBFILES_DYNAMIC``).
     """
 
     def __init__(self, root: str, series: str = "wrynose", machine: str = "qemuarm64",
                  local_conf: str = "", multiconfigs: Optional[Dict[str, str]] = None,
-                 with_layer: bool = True) -> None:
+                 with_layer: bool = True, virtualization: bool = False) -> None:
         self.root = root
         self.series = series
         self.machine = machine
@@ -139,12 +141,16 @@ class BitBakeEnv:
             LAYERDEPENDS_test = "core"
             LAYERSERIES_COMPAT_test = "${STANDIN_SERIES_NAME}"
             """)})
+        layers = [self.core] + ([self.layer] if with_layer else []) + [self.test_layer]
+        if virtualization:
+            layers.append(os.path.join(root, "standin-virtualization"))
+            write_tree(layers[-1], {"conf/layer.conf": VIRTUALIZATION_LAYER_CONF})
         mcs = multiconfigs or {}
         conf = {
             "conf/bblayers.conf": textwrap.dedent(f"""\
                 BBPATH = "${{TOPDIR}}"
                 STANDIN_SERIES_NAME = "{series}"
-                BBLAYERS = "{self.core} {self.layer if with_layer else ''} {self.test_layer}"
+                BBLAYERS = "{' '.join(layers)}"
                 """),
             "conf/local.conf": f'MACHINE ??= "{machine}"\n' + local_conf
             + (f'BBMULTICONFIG = "{" ".join(mcs)}"\n' if mcs else ""),
@@ -173,6 +179,19 @@ class BitBakeEnv:
         write_tree(folder, {f"{name}.bb": textwrap.dedent(text)})
         write_tree(os.path.join(folder, "files"), files or {})
         return os.path.join(folder, f"{name}.bb")
+
+    def collect_recipes(self, mc: str = "") -> Dict[str, str]:
+        """The recipes BitBake finds in configuration *mc* (PN -> file), with its own
+        collection handling (LAYERDEPENDS, priorities) and file collector (BBFILES,
+        BBFILES_DYNAMIC)."""
+        import bb.cooker
+
+        d = self.builder.mcdata[mc]
+        cooker = types.SimpleNamespace(data=d)
+        bb.cooker.BBCooker.handleCollections(cooker, d.getVar("BBFILE_COLLECTIONS"))
+        collector = bb.cooker.CookerCollectFiles(cooker.bbfile_config_priorities, mc)
+        files = collector.collect_bbfiles(d, None)[0]
+        return {bb.parse.vars_from_file(f, d)[0]: f for f in files}
 
     def parse(self, recipe: str, variant: str = "", mc: str = "") -> "bb.data_smart.DataSmart":
         """Parse *recipe* (a BBCLASSEXTEND variant, in multiconfig *mc*) with BitBake."""

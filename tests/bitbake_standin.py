@@ -1,6 +1,7 @@
 """The stand-in "core" layer of the BitBake tests: OE-core's names and meanings for
 what meta-xenguest relies on (conf/bitbake.conf, base.bbclass, the image classes'
-type/deploy contract, python3-dir, native and nativesdk), written by the tests.
+type/deploy contract, python3-dir, allarch, systemd, update-rc.d, native and
+nativesdk), written by the tests.
 
 Own code that mirrors OE-core's contracts; no OE-core code.
 """
@@ -389,6 +390,13 @@ CORE_FILES: Dict[str, str] = {
         IMAGE_INSTALL ?= "packagegroup-core-boot ${CORE_IMAGE_EXTRA_INSTALL}"
         inherit image
         """),
+    "classes/allarch.bbclass": "# Stand-in for OE-core's allarch.bbclass.\n"
+                               'PACKAGE_ARCH = "all"\n',
+    "classes/systemd.bbclass": "# Stand-in for OE-core's systemd.bbclass.\n"
+                               'SYSTEMD_PACKAGES ?= "${PN}"\n'
+                               'SYSTEMD_AUTO_ENABLE ??= "enable"\n',
+    "classes/update-rc.d.bbclass": "# Stand-in for OE-core's update-rc.d.bbclass.\n"
+                                   'INITSCRIPT_PACKAGES ?= "${PN}"\n',
     "classes/python3-dir.bbclass": textwrap.dedent("""\
         # Stand-in for OE-core's python3-dir.bbclass.
         PYTHON_BASEVERSION = "3.12"
@@ -442,6 +450,17 @@ CORE_FILES: Dict[str, str] = {
         nativesdk_virtclass_handler[eventmask] = "bb.event.RecipePreFinalise"
         """),
 }
+
+#: meta-virtualization's conf/layer.conf as the layers that depend on it see it:
+#: its collection name (recipes of its own are not needed here).
+VIRTUALIZATION_LAYER_CONF = textwrap.dedent("""\
+    # Stand-in for meta-virtualization: collection virtualization-layer.
+    BBPATH .= ":${LAYERDIR}"
+    BBFILE_COLLECTIONS += "virtualization-layer"
+    BBFILE_PATTERN_virtualization-layer = "^${LAYERDIR}/"
+    BBFILE_PATTERN_IGNORE_EMPTY_virtualization-layer = "1"
+    LAYERSERIES_COMPAT_virtualization-layer = "${STANDIN_SERIES_NAME}"
+    """)
 
 MACHINES: Dict[str, str] = {
     "qemuarm64": 'TARGET_ARCH = "aarch64"\nKERNEL_IMAGETYPE = "Image"\n',

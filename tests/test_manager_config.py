@@ -12,7 +12,8 @@ from xenguest.manager import ManagerError
 from xenguest.manager.config import (DEFAULT_PATH, ENV_VAR, ManagerConfig, default_text,
                                      load_config, parse_config)
 
-RECIPE = os.path.join(ROOT, "meta-xenguest", "recipes-manager", "xenguest-manager")
+RECIPE = os.path.join(ROOT, "meta-xenguest", "dynamic-layers", "virtualization-layer",
+                      "recipes-manager", "xenguest-manager")
 
 
 def test_defaults_without_a_file():

@@ -1,9 +1,9 @@
 """The xenguest-manager recipe, parsed and installed by the real BitBake.
 
-The stand-in core layer of bitbake_env has no init-system classes: this test
-adds stand-ins for OE-core's allarch, systemd and update-rc.d classes (only
-the variables the recipe reads), and the unit folder and DISTRO_FEATURES of
-OE-core's configuration.
+The recipe needs meta-virtualization (the stand-in's collection name); the
+stand-in core has OE-core's allarch, systemd and update-rc.d classes (the
+variables the recipe reads), and this test sets the unit folder and
+DISTRO_FEATURES of OE-core's configuration.
 """
 
 import filecmp
@@ -15,20 +15,10 @@ import pytest
 import bitbake_env as be
 from xenguest.manager.host import PROVIDERS
 
-RECIPE = os.path.join(be.LAYER, "recipes-manager", "xenguest-manager",
-                      "xenguest-manager_0.1.0.bb")
+RECIPE = os.path.join(be.LAYER, "dynamic-layers", "virtualization-layer", "recipes-manager",
+                      "xenguest-manager", "xenguest-manager_0.1.0.bb")
 FILES = os.path.join(os.path.dirname(RECIPE), "files")
 UNITDIR = "/usr/lib/systemd/system"
-
-STANDIN_CLASSES = {
-    "classes/allarch.bbclass": "# Stand-in for OE-core's allarch.bbclass.\n"
-                               'PACKAGE_ARCH = "all"\n',
-    "classes/systemd.bbclass": "# Stand-in for OE-core's systemd.bbclass.\n"
-                               'SYSTEMD_PACKAGES ?= "${PN}"\n'
-                               'SYSTEMD_AUTO_ENABLE ??= "enable"\n',
-    "classes/update-rc.d.bbclass": "# Stand-in for OE-core's update-rc.d.bbclass.\n"
-                                   'INITSCRIPT_PACKAGES ?= "${PN}"\n',
-}
 
 #: The package that brings each command the manager runs.
 PACKAGES = {
@@ -43,11 +33,11 @@ PACKAGES = {
                 ids=lambda p: "-".join(p))
 def installed(request, tmp_path_factory):
     series, init = request.param
-    env = be.BitBakeEnv(str(tmp_path_factory.mktemp("bb")), series=series, local_conf=(
-        'localstatedir = "/var"\n'
-        f'systemd_system_unitdir = "{UNITDIR}"\n'
-        f'DISTRO_FEATURES = "ipv4 xen {init}"\n'))
-    be.write_tree(env.test_layer, STANDIN_CLASSES)
+    local_conf = ('localstatedir = "/var"\n'
+                  f'systemd_system_unitdir = "{UNITDIR}"\n'
+                  f'DISTRO_FEATURES = "ipv4 xen {init}"\n')
+    env = be.BitBakeEnv(str(tmp_path_factory.mktemp("bb")), series=series, virtualization=True,
+                        local_conf=local_conf)
     d = env.parse(RECIPE)
     env.run_until(RECIPE, d, "do_install")
     return init, d

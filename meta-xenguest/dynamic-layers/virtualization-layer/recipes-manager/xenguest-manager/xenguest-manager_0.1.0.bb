@@ -9,9 +9,9 @@ SECTION = "admin"
 LICENSE = "MIT"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=13333274a5a9a617dfd1047e21b3ce2c"
 
-# The license and the command's launcher are the layer's own files, two folders up.
+# The license and the command's launcher are the layer's own files, four folders up.
 # nooelint: oelint.vars.fileextrapaths, oelint.vars.outofcontext
-FILESEXTRAPATHS:prepend := "${THISDIR}/../..:"
+FILESEXTRAPATHS:prepend := "${THISDIR}/../../../..:"
 SRC_URI = "file://LICENSE;subdir=${BP} \
            file://scripts/xenguest-manager;subdir=${BP} \
            file://xenguest-manager.service;subdir=${BP} \
