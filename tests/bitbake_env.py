@@ -71,7 +71,8 @@ import bb.parse  # noqa: E402
 import bb.parse.parse_py.BBHandler  # noqa: E402
 import xenguest  # noqa: E402
 from bitbake_standin import (BITBAKE_OF_SERIES, CORE_FILES, MACHINES,  # noqa: E402
-                             VIRTUALIZATION_LAYER_CONF, conf_text, cooker_data_builder)
+                             VIRTUALIZATION_LAYER_CONF, conf_text, cooker_data_builder,
+                             machine_text)
 
 if os.path.dirname(os.path.dirname(os.path.abspath(xenguest.__file__))) != LIB:
     raise ImportError(f"xenguest is imported from {xenguest.__file__}, not from the layer {LIB}")
@@ -130,8 +131,8 @@ class BitBakeEnv:
         self.layer = LAYER
         core_files = dict(CORE_FILES)
         core_files["conf/bitbake.conf"] = conf_text(series)
-        for name, text in MACHINES.items():
-            core_files[f"conf/machine/{name}.conf"] = text
+        for name in MACHINES:
+            core_files[f"conf/machine/{name}.conf"] = machine_text(name, series)
         write_tree(self.core, core_files)
         write_tree(self.test_layer, {"conf/layer.conf": textwrap.dedent("""\
             BBPATH .= ":${LAYERDIR}"

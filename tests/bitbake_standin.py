@@ -38,13 +38,25 @@ def cooker_data_builder(bitbake: Tuple[int, int]) -> type:
     return DataBuilderBefore212
 
 
+#: Series whose default image types are zstd-compressed (OE-core from whinlatter on).
+ZSTD_SERIES = ("whinlatter", "wrynose")
+
+
 def conf_text(series: str) -> str:
     """conf/bitbake.conf of the stand-in core for a release *series*."""
     # scarthgap unpacks into WORKDIR; later series into UNPACKDIR and write the
     # image output manifest.
     unpack = ('S = "${WORKDIR}/${BP}"\n' if series == "scarthgap" else
               'UNPACKDIR ??= "${WORKDIR}/sources"\nS = "${UNPACKDIR}/${BP}"\n')
-    return CONF_TEMPLATE.replace("@UNPACK@", unpack).replace("@SERIES@", series)
+    fstypes = "tar.zst" if series in ZSTD_SERIES else "tar.gz"
+    return (CONF_TEMPLATE.replace("@UNPACK@", unpack).replace("@SERIES@", series)
+            .replace("@FSTYPES@", fstypes))
+
+
+def machine_text(name: str, series: str) -> str:
+    """conf/machine/NAME.conf of the stand-in core (what OE-core's qemu machines set)."""
+    fstypes = "tar.zst ext4.zst" if series in ZSTD_SERIES else "tar.bz2 ext4"
+    return MACHINES[name] + f'IMAGE_FSTYPES += "{fstypes}"\n'
 
 
 CONF_TEMPLATE = """\
@@ -120,6 +132,8 @@ BB_BASEHASH_IGNORE_VARS ?= "TMPDIR FILE PATH PWD BB_TASKHASH DATE TIME DATETIME 
 include conf/local.conf
 include conf/multiconfig/${BB_CURRENT_MC}.conf
 include conf/machine/${MACHINE}.conf
+
+IMAGE_FSTYPES ?= "@FSTYPES@"
 """
 
 BASE_CLASS = r'''
@@ -198,7 +212,8 @@ IMAGE_CLASS = r'''
 # a task do_image_<base type> after do_image, writing ${IMGDEPLOYDIR}/${IMAGE_NAME}.T;
 # its postfunc create_symlinks links ${IMAGE_LINK_NAME}.T; do_image_complete
 # deploys IMGDEPLOYDIR into DEPLOY_DIR_IMAGE (sstate in OE-core). Types here:
-# tar and its gz/bz2/xz conversions.
+# tar and ext4 (mke2fs -d, as OE-core), and their gz/bz2/xz/zst conversions
+# (zst with the zstd program, as OE-core's CONVERSION_CMD:zst).
 
 IMAGE_BASENAME ?= "${PN}"
 IMAGE_VERSION_SUFFIX ?= "-${DATETIME}"
@@ -211,14 +226,13 @@ IMGDEPLOYDIR = "${WORKDIR}/deploy-${PN}-image-complete"
 IMGMANIFESTDIR = "${WORKDIR}/image-task-manifest"
 IMAGE_OUTPUT_MANIFEST = "${WORKDIR}/deploy-image-output-manifest/manifest.json"
 IMAGE_ROOTFS = "${WORKDIR}/rootfs"
-IMAGE_FSTYPES ?= "tar.bz2"
 IMAGE_TYPES_MASKED ?= ""
 IMAGE_CLASSES ??= ""
 IMAGE_INSTALL ?= ""
 ROOTFS_POSTPROCESS_COMMAND ?= ""
 PACKAGE_ARCH = "${MACHINE_ARCH}"
 LICENSE ?= "MIT"
-CONVERSIONTYPES = "gz bz2 xz"
+CONVERSIONTYPES = "gz bz2 xz zst"
 
 inherit_defer ${IMAGE_CLASSES}
 
@@ -251,10 +265,32 @@ do_image[cleandirs] = "${IMGMANIFESTDIR}"
 addtask image after do_rootfs
 
 def standin_write_image(d, base, conversions, keep):
-    import gzip, bz2, lzma, tarfile
+    import gzip, bz2, lzma, subprocess, tarfile
     epoch = int(d.getVar('REPRODUCIBLE_TIMESTAMP_ROOTFS'))
     root = d.getVar('IMAGE_ROOTFS')
     out = os.path.join(d.getVar('IMGDEPLOYDIR'), d.getVar('IMAGE_NAME') + '.' + base)
+    if base == 'ext4':
+        env = dict(os.environ, E2FSPROGS_FAKE_TIME=str(epoch))
+        subprocess.run(['mke2fs', '-q', '-F', '-t', 'ext4', '-d', root, out, '8M'],
+                       env=env, check=True)
+    else:
+        standin_write_tar(root, out, epoch)
+    # Reproducible like OE-core's conversions (gzip -n: no name, no time).
+    openers = {'gz': lambda f: gzip.GzipFile('', 'wb', fileobj=f, mtime=0),
+               'bz2': lambda f: bz2.BZ2File(f, 'wb'), 'xz': lambda f: lzma.LZMAFile(f, 'wb')}
+    for ctype in conversions:
+        if ctype == 'zst':
+            with open(out + '.zst', 'wb') as dst:
+                subprocess.run(['zstd', '-f', '-k', '-c', '-3', out], stdout=dst, check=True)
+            continue
+        with open(out, 'rb') as src, open(out + '.' + ctype, 'wb') as raw:
+            with openers[ctype](raw) as dst:
+                dst.write(src.read())
+    if not keep:
+        os.remove(out)
+
+def standin_write_tar(root, out, epoch):
+    import tarfile
     with tarfile.open(out, 'w', format=tarfile.GNU_FORMAT) as tar:
         for folder, dirs, files in os.walk(root):
             dirs.sort()
@@ -266,15 +302,6 @@ def standin_write_image(d, base, conversions, keep):
                         tar.addfile(info, f)
                 else:
                     tar.addfile(info)
-    # Reproducible like OE-core's conversions (gzip -n: no name, no time).
-    openers = {'gz': lambda f: gzip.GzipFile('', 'wb', fileobj=f, mtime=0),
-               'bz2': lambda f: bz2.BZ2File(f, 'wb'), 'xz': lambda f: lzma.LZMAFile(f, 'wb')}
-    for ctype in conversions:
-        with open(out, 'rb') as src, open(out + '.' + ctype, 'wb') as raw:
-            with openers[ctype](raw) as dst:
-                dst.write(src.read())
-    if not keep:
-        os.remove(out)
 
 python create_symlinks () {
     deploy = d.getVar('IMGDEPLOYDIR')
@@ -350,9 +377,9 @@ python () {
         base, convs = split(t)
         if base in masked:
             continue
-        if base != 'tar' or any(c not in conversions for c in convs):
+        if base not in ('tar', 'ext4') or any(c not in conversions for c in convs):
             bb.fatal("No IMAGE_CMD defined for IMAGE_FSTYPES entry '%s' "
-                     "(stand-in core: tar types only)" % t)
+                     "(stand-in core: tar and ext4 types only)" % t)
         bases.setdefault(base, []).append(t)
     for base, types in bases.items():
         task = 'do_image_' + base

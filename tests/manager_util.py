@@ -16,6 +16,7 @@ import io
 import json
 import os
 import stat
+import subprocess
 import sys
 import tarfile
 import textwrap
@@ -63,12 +64,25 @@ def tar_entry(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, mode:
     return info, data
 
 
+def zstd(data: bytes) -> bytes:
+    """*data* compressed by the real zstd program."""
+    return subprocess.run(["zstd", "-q", "-c"], input=data, stdout=subprocess.PIPE,
+                          check=True).stdout
+
+
 def make_tar(path: str, entries: List[Tuple[tarfile.TarInfo, bytes]],
              compression: str = "") -> str:
-    with tarfile.open(path, "w:" + compression if compression else "w",
+    """Write a tar of *entries* compressed as *compression* ("", gz, bz2, xz or zst)."""
+    python = "" if compression == "zst" else compression
+    with tarfile.open(path, "w:" + python if python else "w",
                       format=tarfile.PAX_FORMAT) as tar:
         for info, data in entries:
             tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    if compression == "zst":
+        with open(path, "rb") as f:
+            data = zstd(f.read())
+        with open(path, "wb") as f:
+            f.write(data)
     return path
 
 

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xenguest.compression import COMPRESSIONS
 from xenguest.disk import (
     CONTENT_SUFFIXES, FILESYSTEMS, MAX_SIZE_MIB, DiskConfig, Partition, check_content_name,
     check_device, content_compression, content_kind, format_size, parse_size,
@@ -88,7 +89,8 @@ def test_bare_number_g_and_thousand_m_are_the_same(n):
 @pytest.mark.parametrize("name, kind, compression", [
     ("rootfs.tar", "tar", ""), ("rootfs.tar.gz", "tar", "gz"), ("a.tar.bz2", "tar", "bz2"),
     ("a.tar.xz", "tar", "xz"), ("boot.img", "img", ""), ("boot.img.gz", "img", "gz"),
-    ("v1.2_x+y-z.img.bz2", "img", "bz2"),
+    ("v1.2_x+y-z.img.bz2", "img", "bz2"), ("rootfs.tar.zst", "tar", "zst"),
+    ("a.img.xz", "img", "xz"), ("a.img.zst", "img", "zst"),
 ])
 def test_content_kinds(name, kind, compression):
     assert check_content_name(name) == name
@@ -98,13 +100,15 @@ def test_content_kinds(name, kind, compression):
 
 def test_content_suffixes_are_exactly_the_known_list():
     assert CONTENT_SUFFIXES == (
-        ".tar", ".tar.gz", ".tar.bz2", ".tar.xz", ".img", ".img.gz", ".img.bz2",
+        ".tar", ".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst",
+        ".img", ".img.gz", ".img.bz2", ".img.xz", ".img.zst",
     )
+    assert {content_compression("a" + s) for s in CONTENT_SUFFIXES} == set(COMPRESSIONS)
     assert FILESYSTEMS == ("ext2", "ext3", "ext4", "vfat", "swap")
 
 
 @pytest.mark.parametrize("name", [
-    "rootfs.tgz", "a.img.xz", "a.zip", "a", "dir/a.tar", "../a.tar", "a..b.tar", ".tar",
+    "rootfs.tgz", "a.img.lz4", "a.zip", "a.tar.zstd", "a", "dir/a.tar", "../a.tar", "a..b.tar", ".tar",
     ".hidden.tar", "-rf.tar", "a b.tar", "a:b.tar", "a$b.tar", "é.tar", "a.tar\n", "",
     "/abs.tar",
 ])

@@ -21,7 +21,7 @@ PACKAGE = os.path.join(be.LIB, "xenguest")
 PYTHON3_PACKAGES = {
     "abc": "core", "argparse": "core", "atexit": "core", "base64": "netclient", "bisect": "core",
     "bz2": "core", "codecs": "core", "collections": "core", "configparser": "core",
-    "contextlib": "core", "copy": "core", "ctypes": "ctypes", "dataclasses": "core",
+    "compression": "compression", "contextlib": "core", "copy": "core", "ctypes": "ctypes", "dataclasses": "core",
     "datetime": "datetime", "difflib": "difflib", "enum": "core", "errno": "core",
     "fcntl": "fcntl", "fnmatch": "core", "functools": "core", "getpass": "unixadmin",
     "glob": "core", "grp": "core", "gzip": "compression", "hashlib": "crypt", "heapq": "core",

@@ -10,6 +10,7 @@ is an in-process test double, never called by ``create``.
 import bz2
 import gzip
 import json
+import lzma
 import os
 import re
 import subprocess
@@ -18,7 +19,8 @@ import tarfile
 import pytest
 
 from manager_util import (MIB, ROOTFS, RecordingToolstack, make_image, make_tar, manager,
-                          tar_entry, tree, write)
+                          tar_entry, tree, write, zstd)
+from xenguest.compression import program_needed
 from xenguest.disk import Partition, DiskConfig
 from xenguest.errors import XenguestError
 from xenguest.manager import ManagerError
@@ -121,7 +123,7 @@ def test_table_gaps_types_and_exact_size(tmp_path):
 
 # -- ext filesystems with tar content ---------------------------------------------------------
 
-@pytest.mark.parametrize("compression", ["", "gz", "bz2", "xz"])
+@pytest.mark.parametrize("compression", ["", "gz", "bz2", "xz", "zst"])
 def test_ext4_tar_content_owners_modes_links(tmp_path, compression):
     name = "rootfs.tar" + (f".{compression}" if compression else "")
     tar = make_tar(str(tmp_path / name), ROOTFS, compression)
@@ -219,7 +221,8 @@ def test_swap_partition_has_a_swap_header(tmp_path):
 
 
 @pytest.mark.parametrize("suffix,compress", [
-    (".img", lambda d: d), (".img.gz", gzip.compress), (".img.bz2", bz2.compress)])
+    (".img", lambda d: d), (".img.gz", gzip.compress), (".img.bz2", bz2.compress),
+    (".img.xz", lzma.compress), (".img.zst", zstd)])
 def test_raw_image_content_byte_for_byte(tmp_path, suffix, compress):
     data = os.urandom(300000) + bytes(2 * MIB) + b"tail"
     src = write(str(tmp_path / f"fw{suffix}"), compress(data))
@@ -267,6 +270,29 @@ def test_not_an_xz_stream_rolls_back(tmp_path):
         ("--disk-size", "20M"), ("--disk-add-file", str(tmp_path / "rootfs.tar.xz")),
         ("--disk-add-part", "1:16M:ext4:rootfs.tar.xz")])
     assert "rootfs.tar.xz is corrupt or truncated" in message
+
+
+def test_corrupt_zstd_tarball_rolls_back(tmp_path):
+    good = open(make_tar(str(tmp_path / "rootfs.tar.zst"), ROOTFS, "zst"), "rb").read()
+    write(str(tmp_path / "rootfs.tar.zst"), good[:len(good) // 2])
+    message = failing_create(tmp_path, [
+        ("--disk-size", "20M"), ("--disk-add-file", str(tmp_path / "rootfs.tar.zst")),
+        ("--disk-add-part", "1:16M:ext4:rootfs.tar.zst")])
+    assert message.startswith("guest guest: provision the disk: partition 1 (ext4, "
+                              "rootfs.tar.zst): rootfs.tar.zst is corrupt or truncated")
+
+
+def test_zstd_content_needs_the_zstd_program_where_python_has_no_zstd(tmp_path):
+    tar = make_tar(str(tmp_path / "rootfs.tar.zst"), ROOTFS, "zst")
+    edits = [("--disk-size", "20M"), ("--disk-add-file", tar),
+             ("--disk-add-part", "1:16M:ext4:rootfs.tar.zst")]
+    no_zstd = {"zstd": str(tmp_path / "no-such-zstd")}
+    if program_needed("zst"):  # Python before 3.14
+        message = failing_create(tmp_path, edits, commands=no_zstd)
+        assert message.startswith("missing command(s): zstd (zstd)")
+    else:
+        image = make_image(str(tmp_path / "guest.xenguest"), edits)
+        manager(str(tmp_path / "state"), RecordingToolstack(), commands=no_zstd).create(image)
 
 
 def test_format_failure_rolls_back(tmp_path):

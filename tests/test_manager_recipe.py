@@ -25,7 +25,7 @@ PACKAGES = {
     "sfdisk": "util-linux-sfdisk", "mkswap": "util-linux-mkswap",
     "mke2fs": "e2fsprogs-mke2fs", "debugfs": "e2fsprogs", "mkfs.vfat": "dosfstools",
     "mcopy": "mtools", "mmd": "mtools", "xl": "xen-tools-xl",
-    "lvcreate": "lvm2", "lvremove": "lvm2", "lvs": "lvm2", "vgs": "lvm2",
+    "lvcreate": "lvm2", "lvremove": "lvm2", "lvs": "lvm2", "vgs": "lvm2", "zstd": "zstd",
 }
 
 

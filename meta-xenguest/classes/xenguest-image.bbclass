@@ -70,8 +70,13 @@
 # XENGUEST_IMAGE_DISK_DEVICE    host device or volume for the disk; empty lets
 #                               the host choose.                               ""
 # XENGUEST_IMAGE_ROOTFS_TYPE    type of the rootfs tarball put on the disk:
-#                               tar, tar.gz, tar.bz2 or tar.xz (the class
-#                               makes sure the image type is built).           "tar.gz"
+#                               tar, tar.gz, tar.bz2, tar.xz or tar.zst (the
+#                               class makes sure the image type is built; a
+#                               host needs the zstd program for tar.zst). The
+#                               first of these in IMAGE_FSTYPES, so that the
+#                               tarball the image builds anyway is used (OE-core
+#                               qemu machines: tar.zst from whinlatter on,
+#                               tar.bz2 before), else "tar.gz".
 # XENGUEST_IMAGE_DISK_PARTITIONS  partitions, each NUM:SIZE:FS:CONTENT; FS is
 #                               ext2, ext3, ext4, vfat, swap or empty; CONTENT
 #                               is rootfs.${XENGUEST_IMAGE_ROOTFS_TYPE} (this
@@ -147,7 +152,7 @@ XENGUEST_IMAGE_INIT ?= "${XENGUEST_EXTRA_INIT}"
 XENGUEST_IMAGE_INIT_POST ?= "${XENGUEST_EXTRA_INIT_POST}"
 XENGUEST_IMAGE_DISK_SIZE ?= "${@xenguest_image_call('default_disk_size', d)}"
 XENGUEST_IMAGE_DISK_DEVICE ?= ""
-XENGUEST_IMAGE_ROOTFS_TYPE ?= "tar.gz"
+XENGUEST_IMAGE_ROOTFS_TYPE ?= "${@xenguest_image_call('default_rootfs_type', d)}"
 XENGUEST_IMAGE_DISK_PARTITIONS ?= "${@'1:${XENGUEST_IMAGE_DISK_SIZE}:ext4:rootfs.${XENGUEST_IMAGE_ROOTFS_TYPE}' if xenguest_image_call('has_disk', d) else ''}"
 XENGUEST_IMAGE_DISK_FILES ?= "${XENGUEST_EXTRA_DISK_FILES}"
 XENGUEST_IMAGE_SIGN_KEY ?= ""

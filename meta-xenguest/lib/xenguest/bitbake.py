@@ -25,7 +25,9 @@ from .shellvars import is_reserved, valid_name
 
 IMAGE_TASK = "do_image_xenguest"
 IMAGE_TYPE = "xenguest"
-ROOTFS_TYPES: Tuple[str, ...] = ("tar", "tar.gz", "tar.bz2", "tar.xz")
+ROOTFS_TYPES: Tuple[str, ...] = ("tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst")
+#: The rootfs tarball type when IMAGE_FSTYPES builds none: Python reads it everywhere.
+FALLBACK_ROOTFS_TYPE = "tar.gz"
 NETWORK_TYPES: Tuple[str, ...] = ("bridge", "none")
 GUEST_TYPES: Tuple[str, ...] = ("pv", "pvh", "hvm")
 KERNEL_DEPLOY = "virtual/kernel:do_deploy"
@@ -167,6 +169,15 @@ def _choice(d: Any, variable: str, choices: Tuple[str, ...], empty: bool = False
 def rootfs_type(d: Any) -> str:
     """The image type of the rootfs tarball (``XENGUEST_IMAGE_ROOTFS_TYPE``)."""
     return _choice(d, "XENGUEST_IMAGE_ROOTFS_TYPE", ROOTFS_TYPES)
+
+
+def default_rootfs_type(d: Any) -> str:
+    """The first tarball type ``IMAGE_FSTYPES`` builds anyway (no second compression
+    pass over the rootfs), else :data:`FALLBACK_ROOTFS_TYPE`."""
+    for fstype in _get(d, "IMAGE_FSTYPES").split():
+        if fstype in ROOTFS_TYPES:
+            return fstype
+    return FALLBACK_ROOTFS_TYPE
 
 
 def rootfs_typedep(d: Any) -> str:

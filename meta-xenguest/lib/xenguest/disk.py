@@ -24,7 +24,8 @@ from .shellvars import ShellVarFile
 
 FILESYSTEMS: Tuple[str, ...] = ("ext2", "ext3", "ext4", "vfat", "swap")
 CONTENT_SUFFIXES: Tuple[str, ...] = (
-    ".tar", ".tar.gz", ".tar.bz2", ".tar.xz", ".img", ".img.gz", ".img.bz2",
+    ".tar", ".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst",
+    ".img", ".img.gz", ".img.bz2", ".img.xz", ".img.zst",
 )
 PARTITION_NUMBERS: Tuple[int, ...] = (1, 2, 3, 4)
 #: The largest size accepted: 64 TiB, in MiB.
@@ -91,7 +92,8 @@ def content_kind(name: str) -> str:
 
 
 def content_compression(name: str) -> str:
-    """The compression of content *name*: ``""``, ``"gz"``, ``"bz2"`` or ``"xz"``."""
+    """The compression of content *name*: one of :data:`xenguest.compression.COMPRESSIONS`
+    (``""``, ``"gz"``, ``"bz2"``, ``"xz"``, ``"zst"``)."""
     parts = _content_suffix(name)[1:].split(".")
     return parts[1] if len(parts) > 1 else ""
 

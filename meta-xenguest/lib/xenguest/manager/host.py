@@ -34,6 +34,7 @@ PROVIDERS: Dict[str, str] = {
     "lvremove": "lvm2",
     "lvs": "lvm2",
     "vgs": "lvm2",
+    "zstd": "zstd",
 }
 
 

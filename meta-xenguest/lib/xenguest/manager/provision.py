@@ -14,25 +14,22 @@ device) — nothing is mounted and no loop device is needed:
 * ext2/3/4 with ``mke2fs -E offset=``, vfat with ``mkfs.vfat --offset``;
   swap with ``mkswap`` on a sparse scratch file whose written blocks (the
   header) are then copied into the partition;
-* ``.img[.gz|.bz2]`` content is decompressed by Python and written raw over the
-  partition (refused when larger than the partition); such a partition is not
-  formatted first;
-* ``.tar[.gz|.bz2|.xz]`` content is streamed into the new filesystem
+* ``.img[.gz|.bz2|.xz|.zst]`` content is decompressed (:mod:`xenguest.compression`)
+  and written raw over the partition (refused when larger than the partition);
+  such a partition is not formatted first;
+* ``.tar[.gz|.bz2|.xz|.zst]`` content is streamed into the new filesystem
   (:mod:`.populate`).
 """
 
-import bz2
 import contextlib
-import gzip
 import logging
-import lzma
 import os
 import tarfile
-import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Optional, Set, Tuple
 
 from .. import layout
+from ..compression import corrupt_errors, decompressed, program_needed
 from ..disk import DiskConfig, content_compression, content_kind
 from ..image import Image
 from . import ManagerError, step
@@ -87,6 +84,9 @@ class DiskPlan:
         """The external commands provisioning needs."""
         needed: Set[str] = {"sfdisk"} if self.partitions else set()
         for part in self.partitions:
+            program = program_needed(content_compression(part.content)) if part.content else None
+            if program:
+                needed.add(program)
             if part.formatted and part.fs.startswith("ext"):
                 needed.add("mke2fs")
                 if part.kind == "tar":
@@ -123,24 +123,19 @@ def sfdisk_script(plan: DiskPlan) -> str:
 
 
 @contextlib.contextmanager
-def open_content(image: Image, name: str) -> Iterator[BinaryIO]:
-    """The decompressed content of ``disk/NAME``, streamed from the image."""
+def open_content(image: Image, name: str, host: Host) -> Iterator[BinaryIO]:
+    """The decompressed content of ``disk/NAME``, streamed from the image; a program
+    it needs (zstd where Python has no zstd) is found through *host*."""
+    compression = content_compression(name)
+    program = program_needed(compression)
+    path = host.which(program) if program else None
     with image.open_member(f"{layout.DISK}/{name}") as raw:
-        compression = content_compression(name)
-        if compression == "gz":
-            stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
-        elif compression == "bz2":
-            stream = bz2.BZ2File(raw)  # type: ignore[assignment]
-        elif compression == "xz":
-            stream = lzma.LZMAFile(raw)  # type: ignore[assignment]
-        else:
-            stream = raw
-        with stream:
+        with decompressed(raw, compression, path) as stream:
             yield stream
 
 
 #: What a corrupt compressed stream or archive raises while being read.
-CORRUPT = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+CORRUPT = (tarfile.TarError,) + corrupt_errors()
 
 
 class Provisioner:
@@ -246,7 +241,7 @@ class Provisioner:
     def _content(self, part: PlannedPartition) -> Iterator[BinaryIO]:
         """The content stream; a corrupt archive or compression becomes one clear error."""
         try:
-            with open_content(self.image, part.content) as stream:
+            with open_content(self.image, part.content, self.host) as stream:
                 yield stream
         except CORRUPT as e:
             raise ManagerError(f"{part.content} is corrupt or truncated: {e}") from None

@@ -52,14 +52,16 @@ CONFFILES:${PN} = "${sysconfdir}/xenguest/manager.conf"
 # What the manager runs: the xenguest library (xenguest-tools) and Python
 # modules, xl with the Xen services and hotplug scripts (block: loop devices
 # for file disks; network: vif-bridge), and the disk tools: sfdisk, mkswap,
-# mke2fs, debugfs (in e2fsprogs), mkfs.vfat, mtools.  lvm2 only for the lvm
-# disk backend.  openssl verifies signed images.
+# mke2fs, debugfs (in e2fsprogs), mkfs.vfat, mtools, and zstd for .zst
+# partition content (the default rootfs tarball from whinlatter on; Python
+# before 3.14 has no zstd).  lvm2 only for the lvm disk backend.  openssl
+# verifies signed images.
 RDEPENDS:${PN} += "dosfstools e2fsprogs e2fsprogs-mke2fs mtools openssl-bin \
                    python3-compression python3-core python3-crypt python3-datetime \
                    python3-io python3-json python3-logging \
                    util-linux-mkswap util-linux-sfdisk xen-tools-scripts-block \
                    xen-tools-scripts-network xen-tools-xencommons xen-tools-xl \
-                   xenguest-tools"
+                   xenguest-tools zstd"
 RRECOMMENDS:${PN} += "lvm2"
 
 # The manager runs on the Xen host only: no native or SDK variant.
