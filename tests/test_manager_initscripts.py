@@ -221,11 +221,15 @@ def test_already_running_is_refused(setup):
 
 @pytest.mark.parametrize("param,message", [
     ("XENGUEST_NETWORK_TYPE=nat", "XENGUEST_NETWORK_TYPE=nat is not supported"),
-    ("XENGUEST_NETWORK_TYPE=wifi", "XENGUEST_NETWORK_TYPE is 'wifi', not bridge or none"),
+    ("XENGUEST_NETWORK_TYPE=wifi", "XENGUEST_NETWORK_TYPE is 'wifi', not bridge, nat, none"),
     ("guestcfgfile=/etc/passwd", "guestcfgfile is set by xenguest-manager"),
 ])
 def test_bad_params_are_refused_at_create(tmp_path, param, message):
-    image = make_image(str(tmp_path / "bad.xenguest"), [("--set-param", param)])
+    image = str(tmp_path / "bad.xenguest")
+    os.mkdir(image)  # a directory image: mkimage itself refuses to write such parameters
+    make_image(image)
+    with open(os.path.join(image, "params.cfg"), "a") as f:
+        f.write(param + "\n")
     mgr = manager(str(tmp_path / "state"), RecordingToolstack())
     with pytest.raises(XenguestError, match=message):
         mgr.create(image)
