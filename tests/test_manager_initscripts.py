@@ -139,12 +139,14 @@ def test_bridge_network_and_disk_lines(tmp_path):
     mgr.start("net")
     disk = os.path.join(mgr.state.guest_dir("net"), "disk.img")
     assert f'disk = ["format=raw, vdev=xvda, access=rw, target={disk}"]' in toolstack.configs[0]
-    assert 'vif = ["script=vif-bridge,bridge=br-guests"]' in toolstack.configs[0]
+    mac = mgr.state.load("net").nic["mac"]
+    assert f'vif = ["mac={mac},bridge=br-guests,script=vif-bridge"]' in toolstack.configs[0]
     mgr.stop("net")
     toolstack.bridges = set()
     with pytest.raises(ManagerError, match="needs network bridge br-guests, which does not"):
         mgr.start("net")
-    assert toolstack.calls == [("create", "net"), ("unpause", "net"), ("shutdown", "net")]
+    assert toolstack.calls == [("bridge?", "br-guests"), ("create", "net"), ("unpause", "net"),
+                               ("shutdown", "net"), ("bridge?", "br-guests")]
 
 
 @pytest.mark.parametrize("stage,created", [("init.pre", False), ("init.d", True),
@@ -220,8 +222,9 @@ def test_already_running_is_refused(setup):
 
 
 @pytest.mark.parametrize("param,message", [
-    ("XENGUEST_NETWORK_TYPE=nat", "XENGUEST_NETWORK_TYPE=nat is not supported"),
     ("XENGUEST_NETWORK_TYPE=wifi", "XENGUEST_NETWORK_TYPE is 'wifi', not bridge, nat, none"),
+    ("XENGUEST_NETWORK_PORT_FORWARD=22:22", "XENGUEST_NETWORK_PORT_FORWARD needs "
+     "XENGUEST_NETWORK_TYPE=nat"),
     ("guestcfgfile=/etc/passwd", "guestcfgfile is set by xenguest-manager"),
 ])
 def test_bad_params_are_refused_at_create(tmp_path, param, message):
