@@ -26,7 +26,7 @@ import pytest
 
 from manager_util import LAUNCHER, FakeXl, make_image, write
 
-NEEDED = ("unshare", "nsenter", "ip", "nft", "dnsmasq", "dhcp_release", "busybox")
+NEEDED = ("unshare", "nsenter", "ip", "nft", "dnsmasq", "dhcp_release", "busybox")  # setup-test-env
 
 XENSTORE_READ = r'''#!{python} -S
 """Stand-in for Xen's xenstore-read: the values of a vif's hotplug environment."""
@@ -159,13 +159,13 @@ def test_up_status_down_leave_nothing(net):
         echo "forwarding:[$(cat /proc/sys/net/ipv4/ip_forward)]"
         echo "tables:[$(nft list tables)]"
         DNSMASQ=$(cat {run}/network/dnsmasq.pid)
-        echo "dnsmasq:[$(ps -o comm= -p $DNSMASQ)]"
+        echo "dnsmasq:[$(cat /proc/$DNSMASQ/comm)]"
         $M network status --json > status.json
         $M network down && echo down-ok
         echo "after-links:[$(ip -o link show | awk -F': ' '{print $2}' | sort | tr '\\n' ' ')]"
         echo "after-tables:[$(nft list tables)]"
         echo "after-forwarding:[$(cat /proc/sys/net/ipv4/ip_forward)]"
-        echo "after-dnsmasq:[$(ps -o stat= -p $DNSMASQ | grep -v Z)]"
+        echo "after-dnsmasq:[$(grep -s '^State:' /proc/$DNSMASQ/status | grep -v zombie)]"
         echo "after-run:[$(ls {run}/network)]"
         """.replace("{run}", net.run))
     for line in ("up-ok", "up-again-ok", "down-ok", "nat-address:[192.168.213.1/24]",
@@ -224,7 +224,7 @@ def test_nat_guest_dhcp_forward_and_release(net):
         in_guest busybox nc -l -p 22 -e busybox echo hello-from-the-guest &
         sleep 0.5
         echo "forwarded:[$(busybox nc -w 5 192.168.213.1 2222 </dev/null)]"
-        echo "direct-ping:[$(ping -c 1 -W 2 $($M status web --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["nic"]["ipv4"])') >/dev/null && echo ok)]"
+        echo "direct-ping:[$(busybox ping -c 1 -W 2 $($M status web --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["nic"]["ipv4"])') >/dev/null && echo ok)]"
         echo "leases:[$(awk '{{print $2, $3}}' {run}/network/dnsmasq.leases)]"
         $M network status
         XENBUS_PATH=backend/vif/9/0 $M network hotplug offline || echo offline-failed
@@ -292,3 +292,43 @@ def test_a_port_another_guest_forwards_is_refused(net):
     with open(os.path.join(net.state, "guests", "web", "xenguest-manager.json")) as f:
         ipv4 = json.load(f)["nic"]["ipv4"]
     assert f"elements:[ elements = {{ 2222 : {ipv4} . 22 }}]" in out, out
+
+
+NETWORKD_DRIVER = r'''
+import os, sys
+sys.path.insert(0, {lib!r})
+from xenguest.manager.config import load_config
+from xenguest.manager.host import Host
+from xenguest.manager.hostnet import HostNetwork
+config = load_config({config!r})
+network = HostNetwork(config, Host(config.commands), systemd_run={systemd!r})
+network.up()
+print("unit:[" + open(os.path.join({systemd!r}, "network", "05-xenguest.network")).read() + "]")
+network.down()
+print("after:[%s]" % os.listdir(os.path.join({systemd!r}, "network")))
+'''
+
+
+@pytest.mark.parametrize("bridge_settings,names", [
+    ("", "xgnat0 vif*"),
+    ("bridge_members = lan0\n", "xgnat0 xgbr0 lan0 vif*"),
+])
+def test_systemd_networkd_is_kept_off_the_guest_networks(net, bridge_settings, names):
+    """On a host booted with systemd, 'network up' writes a runtime networkd unit that
+    leaves the NAT bridge and the vifs alone (and the guest bridge when the settings
+    configure it: else the host's own configuration may), and 'down' removes it."""
+    from manager_util import ROOT
+    systemd = str(net.tmp / "run-systemd")
+    os.makedirs(os.path.join(systemd, "system"))  # what a systemd boot has
+    with open(net.config) as f:
+        text = f.read().replace("bridge_address = 192.168.50.1/24\n", "")
+    with open(net.config, "w") as f:
+        f.write(text.replace("[security]", bridge_settings + "[security]"))
+    driver = write(str(net.tmp / "driver.py"), NETWORKD_DRIVER.format(
+        lib=os.path.join(ROOT, "meta-xenguest", "lib"), config=net.config, systemd=systemd))
+    out = net.bash(f"""
+        ip link add lan0 type veth peer name lan1
+        {sys.executable} {driver}
+        """)
+    assert f"Name={names}\n\n[Link]\nUnmanaged=yes\n]" in out, out
+    assert "after:[[]]" in out, out

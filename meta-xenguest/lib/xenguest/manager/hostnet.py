@@ -13,8 +13,9 @@ settings:
   (masquerading and the port-forward maps; the forwards of guests already
   running are carried over) and dnsmasq as its DHCP server;
 * on a host booted with systemd, a systemd-networkd unit in
-  ``/run/systemd/network`` that leaves these interfaces and the guests' vifs
-  alone.
+  ``/run/systemd/network`` that leaves the NAT bridge, the guests' vifs and,
+  when the settings give it members or an address, the guest bridge and its
+  members alone.
 
 ``down`` undoes it: dnsmasq and udhcpc stopped, the table deleted, the
 bridges it created deleted (a bridge that existed before ``up`` stays), IPv4
@@ -136,7 +137,11 @@ class HostNetwork:
         if not os.path.isdir(os.path.join(self.systemd_run, "system")):
             return  # not booted with systemd
         config = self.config
-        names = [config.bridge, config.nat_bridge] + config.bridge_members + list(VIF_NAMES)
+        names = [config.nat_bridge] + list(VIF_NAMES)
+        if config.bridge_members or config.bridge_address != "none":
+            # The guest bridge is ours to set up; else the host's network may be (a bridge
+            # that networkd makes and addresses, as some hosts' own configuration does).
+            names[1:1] = [config.bridge] + config.bridge_members
         unit = self._networkd_unit()
         os.makedirs(os.path.dirname(unit), exist_ok=True)
         write_atomic(unit, networkd_unmanaged(names))
