@@ -17,6 +17,7 @@ XENGUEST_IMAGE_DISK_SIZE = "1"
 # address from the host's DHCP server, and the host's port 2222 reaches its ssh
 # server (see docs/build-and-boot.md).
 XENGUEST_IMAGE_NETWORK_PORT_FORWARD = "2222:22"
+IMAGE_FEATURES += "ssh-server-dropbear"
 
 # Scripts the host runs around the guest's creation (from the files folder next
 # to this recipe), each with the guest name as $1.
