@@ -15,6 +15,7 @@ The end-to-end tests (test_xen_e2e.py) run the same code under real Xen.
 """
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -262,7 +263,7 @@ def test_stop_releases_what_the_hotplug_script_left(net):
         $M stop web || echo stop-failed
         leftovers stopped
         $M network down
-        """.format(image=image, values=net.values, run=net.run))
+        """.format(image=image, values=net.values))
     assert "failed" not in out, out
     assert "started-elements:[1]" in out and "stopped-elements:[0]" in out, out
     assert "stopped-hosts:[]" in out and "stopped-records:[]" in out, out
@@ -332,3 +333,56 @@ def test_systemd_networkd_is_kept_off_the_guest_networks(net, bridge_settings, n
         """)
     assert f"Name={names}\n\n[Link]\nUnmanaged=yes\n]" in out, out
     assert "after:[[]]" in out, out
+
+
+def test_the_guest_bridge_gets_its_address_by_dhcp(net):
+    """bridge_address = dhcp: udhcpc (with the distribution's default script) gets an
+    address for the guest bridge from the network of its member; down releases it."""
+    if not os.path.exists("/etc/udhcpc/default.script"):
+        message = "Debian's udhcpc (its default script) is missing: run tools/setup-test-env"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with open(net.config) as f:
+        text = f.read().replace("bridge_address = 192.168.50.1/24\n", "")
+    with open(net.config, "w") as f:
+        f.write(text.replace("[security]", "bridge_members = lan0\nbridge_address = dhcp\n"
+                             "[security]"))
+    lan = str(net.tmp / "lan")
+    os.mkdir(lan)
+    os.chmod(str(net.tmp), 0o755)
+    os.chmod(lan, 0o777)
+    out = net.bash(f"""
+        # the default script writes the resolver configuration: a private one
+        touch {lan}/resolv.conf && mount --bind {lan}/resolv.conf /etc/resolv.conf
+        # the LAN: a DHCP server in a namespace of its own, behind lan0
+        unshare -n sleep 600 >/dev/null &
+        LAN_PID=$!
+        sleep 0.2
+        ip link add lan0 type veth peer name lan1
+        ip link set lan1 netns $LAN_PID
+        nsenter -t $LAN_PID -n ip link set lo up
+        nsenter -t $LAN_PID -n ip addr add 10.77.0.1/24 dev lan1
+        nsenter -t $LAN_PID -n ip link set lan1 up
+        nsenter -t $LAN_PID -n dnsmasq --port=0 --interface=lan1 --bind-interfaces \\
+            --dhcp-range=10.77.0.50,10.77.0.60,1h --dhcp-option=option:dns-server,10.77.0.53 \\
+            --dhcp-leasefile={lan}/leases --pid-file={lan}/pid
+        $M network up || echo up-failed
+        for i in $(seq 50); do
+            ip -o -4 addr show dev xgbr0 | grep -q 10.77.0. && break
+            sleep 0.2
+        done
+        echo "address:[$(ip -o -4 addr show dev xgbr0 | awk '{{print $4}}')]"
+        echo "route:[$(ip route show default)]"
+        echo "resolver:[$(cat /etc/resolv.conf | tr '\\n' ' ')]"
+        $M network down
+        sleep 0.5
+        echo "lan0-after:[$(readlink /sys/class/net/lan0/master)]"
+        echo "udhcpc-after:[$(ls {net.run}/network)]"
+        kill $(cat {lan}/pid)
+        """)
+    assert "up-failed" not in out, out
+    assert re.search(r"address:\[10\.77\.0\.(5\d|60)/24\]", out), out
+    assert "route:[default via 10.77.0.1 dev xgbr0" in out, out
+    assert "nameserver 10.77.0.53" in out, out
+    assert "lan0-after:[]" in out and "udhcpc-after:[lock]" in out, out

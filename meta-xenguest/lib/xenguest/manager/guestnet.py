@@ -264,8 +264,9 @@ class NatRuntime:
         hosts = os.path.join(self.hosts_dir, mac.replace(":", "-"))
         if os.path.exists(hosts):
             os.unlink(hosts)
-        if self.dnsmasq_pid() is not None:
-            os.kill(self.dnsmasq_pid() or 0, signal.SIGHUP)
+        pid = self.dnsmasq_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)
             self._release_lease(guest)
         os.unlink(path)
         log.info("guest %s: NAT network: released %s (%s)", guest.name, guest.ipv4, mac)

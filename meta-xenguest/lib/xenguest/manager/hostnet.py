@@ -125,7 +125,8 @@ class HostNetwork:
         config = self.config
         _stop_pid_file(self.udhcpc_pid)
         if config.bridge_address == "dhcp":
-            self.host.run("udhcpc", ["-i", config.bridge, "-b", "-t", "3", "-T", "2",
+            # -R: release the lease and the address when stopped (network down).
+            self.host.run("udhcpc", ["-i", config.bridge, "-b", "-R", "-t", "3", "-T", "2",
                                      "-p", self.udhcpc_pid])
         elif config.bridge_address != "none":
             self._ip("addr", "replace", config.bridge_address, "dev", config.bridge)
