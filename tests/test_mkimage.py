@@ -7,8 +7,8 @@ import tarfile
 
 import pytest
 
-from mkimage_util import (fails, mkimage, ok, real_xl_confirms, sha256, tar_member, tar_names,
-                          tree, write)
+from mkimage_util import (fails, mkimage, ok, patch_header, real_xl_confirms, sha256,
+                          tar_member, tar_names, tree, write)
 
 
 @pytest.fixture
@@ -389,6 +389,25 @@ def test_check_reports_problems(tmp_path, inputs):
     assert ("error", "params.cfg") in where
     text = mkimage("check", str(folder))
     assert text.rc == 1 and "INVALID" in text.out
+
+
+@pytest.mark.parametrize("start, data", [(136, b"\x80" + b"\xff" * 11),
+                                         (124, b"-0000000001\0"), (100, b"0017777\0"),
+                                         (0, b"./gu\xffst.cfg\0")],
+                         ids=["base-256 mtime", "negative size", "mode", "non-UTF-8 name"])
+def test_check_reports_what_extract_refuses(tmp_path, start, data):
+    image = str(tmp_path / "guest.xenguest")
+    ok("create", image)
+    patch_header(image, "guest.cfg", start, data)
+    before = sha256(image)
+    out = tmp_path / "out"
+    out.mkdir()
+    refused = fails("extract", image, str(out))
+    assert refused.startswith(f"xenguest-mkimage extract: {image}: ")
+    assert fails("check", image).split(": ", 1)[1] == refused.split(": ", 1)[1]
+    assert fails("update", image, "--xen-memory=64").split(": ", 1)[1] == \
+        refused.split(": ", 1)[1]
+    assert os.listdir(str(out)) == [] and sha256(image) == before
 
 
 def test_check_needs_params_cfg(tmp_path):

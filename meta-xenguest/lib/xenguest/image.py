@@ -66,12 +66,17 @@ class Image:
         self._base: Dict[str, Entry] = {}
         self._entries: Dict[str, Entry] = {}
         self._dirs: Set[str] = set()
+        self._allow_trailing = False
 
     # -- opening ---------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str) -> "Image":
-        """Open an existing directory or file image for reading and editing."""
+    def open(cls, path: str, allow_trailing: bool = False) -> "Image":
+        """Open an existing directory or file image for reading and editing.
+
+        *allow_trailing* accepts data after the end of a file image's archive
+        (see :meth:`archive.TarIndex.open`): for the writers that rewrite it.
+        """
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -80,12 +85,16 @@ class Image:
             raise ImageError(f"{path}: cannot open image: {e.strerror}") from None
         if stat.S_ISDIR(st.st_mode):
             image = cls(path, DIRECTORY, is_new=False)
-            image._scan_directory()
         elif stat.S_ISREG(st.st_mode):
             image = cls(path, FILE, is_new=False)
-            image._scan_tar()
         else:
             raise ImageError(f"{path}: not a directory or a regular file")
+        image._allow_trailing = allow_trailing
+        try:
+            image._rescan()
+        except BaseException:
+            image.close()
+            raise
         image._base = dict(image._entries)
         return image
 
@@ -95,7 +104,7 @@ class Image:
         return cls(path, kind, is_new=True)
 
     def _scan_tar(self) -> None:
-        self.index = archive.TarIndex.open(self.path)
+        self.index = archive.TarIndex.open(self.path, self._allow_trailing)
         for raw, member in self.index.members.items():
             name = _logical(raw)
             if member.is_dir:
