@@ -115,6 +115,8 @@ def _check_structure(image: Image, complete: bool) -> List[Problem]:
         top = layout.folder_of(name) or name
         if top not in known_top:
             problems.append(warning(name, "not part of the xenguest image format"))
+    problems += [error(name, f"not a signature: {signing.STRAY}")
+                 for name in signing.stray_members(image)]
     superseded = image.superseded()
     if superseded:
         size = sum(s for _, s in superseded)

@@ -176,6 +176,10 @@ class Image:
         prefix = folder + "/"
         return sorted(n for n in self._entries if n.startswith(prefix))
 
+    def folders(self) -> List[str]:
+        """Names of the folders of the image, sorted (the root left out)."""
+        return sorted(d for d in self._dirs if d)
+
     def exists(self, name: str) -> bool:
         return name in self._entries
 
