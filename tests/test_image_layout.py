@@ -117,3 +117,33 @@ def test_check_catches_a_file_that_is_also_a_folder(tmp_path, kind):
     for args in (["check", path], ["extract", path, str(out)], ["pack", path, str(out / "p")]):
         assert error_of(*args) == message, args
     assert os.listdir(str(out)) == []
+
+
+# -- names the format and the host reserve, whatever their type ------------------------
+
+@pytest.mark.parametrize("name, kind, message", [
+    ("xl.cfg", "folder", "reserved: xenguest-manager writes it in the guest's folder"),
+    ("xenguest-manager.json", "file", "reserved: xenguest-manager writes it in the guest's "
+                                      "folder"),
+    ("disk.img", "folder", "reserved: xenguest-manager writes it in the guest's folder"),
+    ("xenguest.format", "folder", "a folder: the image format needs a file of this name"),
+    ("init.d", "file", "a file: the image format needs a folder of this name"),
+    ("signatures", "file", "a file: the image format needs a folder of this name"),
+])
+def test_reserved_names_whatever_their_type(tmp_path, name, kind, message):
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    ok("create", str(folder))
+    target = folder / name
+    if target.is_dir():
+        target.rmdir()
+    if kind == "folder":
+        os.remove(str(target)) if target.exists() else None
+        write(str(target / "inside"), b"x")
+    else:
+        write(str(target), b"x")
+    result = mkimage("check", str(folder))
+    assert result.rc == 1 and f"error: {name}: {message}" in result.out
+    image = str(tmp_path / "guest.xenguest")
+    assert error_of("pack", str(folder), image) == f"{name}: {message}"
+    assert not os.path.exists(image)

@@ -280,3 +280,14 @@ def test_one_bad_image_never_stops_autostart(env, capsys):
     assert f"create {bad}: {bad}: damaged archive: invalid header at offset " in err
     assert sorted(env.xl.domains()) == ["alpha", "gamma"]
     assert sorted(os.listdir(os.path.join(env.state, "guests"))) == ["alpha", "gamma"]
+
+
+@pytest.mark.parametrize("name", ["xl.cfg", "disk.img", "xenguest-manager.json"])
+def test_names_the_manager_writes_are_refused_whatever_their_type(env, capsys, name):
+    folder = str(env.tmp / "dirimage")
+    os.mkdir(folder)
+    operations.create(folder)
+    os.mkdir(os.path.join(folder, name))
+    assert fails(capsys, "create", folder, "web").endswith(
+        f"invalid image: {name}: reserved: xenguest-manager writes it in the guest's folder")
+    assert guests_left(env) == []

@@ -117,6 +117,13 @@ def _check_structure(image: Image, complete: bool) -> List[Problem]:
             problems.append(warning(name, "not part of the xenguest image format"))
     problems += [error(name, f"not a signature: {signing.STRAY}")
                  for name in signing.stray_members(image)]
+    folders = set(image.folders())
+    problems += [error(name, "a folder: the image format needs a file of this name")
+                 for name in layout.CONFIG_FILES if name in folders]
+    problems += [error(name, "a file: the image format needs a folder of this name")
+                 for name in layout.FOLDERS + (layout.SIGNATURES,) if image.exists(name)]
+    problems += [error(name, "reserved: xenguest-manager writes it in the guest's folder")
+                 for name in layout.HOST_NAMES if image.exists(name) or name in folders]
     superseded = image.superseded()
     if superseded:
         size = sum(s for _, s in superseded)

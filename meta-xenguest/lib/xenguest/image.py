@@ -177,8 +177,12 @@ class Image:
         return sorted(n for n in self._entries if n.startswith(prefix))
 
     def folders(self) -> List[str]:
-        """Names of the folders of the image, sorted (the root left out)."""
-        return sorted(d for d in self._dirs if d)
+        """Names of the folders of the image, those its files imply included, sorted
+        (the root left out)."""
+        found = {d for d in self._dirs if d}
+        for name in self._entries:
+            found.update(_parents(name))
+        return sorted(found)
 
     def exists(self, name: str) -> bool:
         return name in self._entries
