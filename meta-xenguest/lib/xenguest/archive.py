@@ -28,13 +28,13 @@ extraction in :mod:`xenguest.archive_extract`.
 
 import io
 import os
-import re
 import stat
 import tarfile
 from typing import BinaryIO, Dict, List, NamedTuple, Optional, Tuple
 
 from . import archive_header
 from .archive_header import BLOCK
+from .digits import whole_number
 from .errors import ArchiveError, ImageError, XenguestError
 from .streams import CHUNK, Hasher, Progress, copy_fd, write_all
 
@@ -53,10 +53,11 @@ def source_date_epoch() -> int:
     value = os.environ.get("SOURCE_DATE_EPOCH", "")
     if value == "":
         return DEFAULT_MTIME
-    if not re.fullmatch(r"[0-9]+", value) or int(value) > MAX_MTIME:
+    mtime = whole_number(value)
+    if mtime is None or mtime > MAX_MTIME:
         raise ImageError(f"SOURCE_DATE_EPOCH={value!r} is not a valid timestamp "
                          "(a non-negative integer number of seconds)")
-    return int(value)
+    return mtime
 
 
 def _normalize(raw: str) -> Tuple[Optional[str], str]:

@@ -27,6 +27,7 @@ from typing import BinaryIO, Dict, List, Optional, Set, Tuple
 
 from . import archive, archive_header, layout, manifest, streams
 from .archive_append import append_members, atomic_output, can_append
+from .digits import whole_number
 from .errors import ImageError, XenguestError
 from .fsutil import Progress, Tracker, makedirs, rmdir_quietly, unlink_quietly
 from .streams import write_all
@@ -253,10 +254,11 @@ class Image:
         """The image's format version: 1 for images made by the earlier tool."""
         if not self.exists(layout.FORMAT_MEMBER):
             return 1
-        text = self.read_text(layout.FORMAT_MEMBER).strip()
-        if not text.isdigit():
+        text = self.read_text(layout.FORMAT_MEMBER).strip(" \t\r\n")
+        version = whole_number(text)
+        if version is None:
             raise ImageError(f"{self.path}: {layout.FORMAT_MEMBER} holds {text!r}, not a version")
-        return int(text)
+        return version
 
     # -- editing (in memory) ---------------------------------------------
 
