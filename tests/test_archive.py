@@ -454,6 +454,9 @@ def test_damaged_archives_are_refused(tmp_path, sample):
         "gzip": (gzip.compress(data), "not a tar archive (it is gzip-compressed"),
         "empty": (b"", "not a tar archive (empty file)"),
         "short": (b"\0" * 100 + b"x", "not a tar archive"),
+        "one zero byte": (b"\0", "not a tar archive"),
+        "partial end block": (data[:guest.data_offset + 512] + bytes(100),
+                              f"a partial block at offset {guest.data_offset + 512}"),
     }
     for name, (content, message) in cases.items():
         path = str(tmp_path / name)
@@ -491,6 +494,7 @@ BAD_HEADERS = [
     ("non-UTF-8 name", 0, b"./gu\xffst.cfg", "its name is not UTF-8"),
     ("control character", 0, b"./gu\nst.cfg", "its name holds the control character"),
     ("owner name", 265, b"r\x01ot", "owner name of './guest.cfg' is not printable"),
+    ("empty name", 0, bytes(100), "a header without a name"),  # busybox: a zero block
 ]
 
 

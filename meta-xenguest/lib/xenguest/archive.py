@@ -411,8 +411,15 @@ def _check_layout(path: str, members: List[Member]) -> None:
 
 
 def _check_end(path: str, fd: int, end: int, file_size: int) -> Optional[int]:
-    """Check what follows the last member at *end*: nothing, or the end marker (two
-    zero blocks) and zero padding.  Return the offset of any data after the marker."""
+    """Check what follows the last member at *end*: nothing, the end marker (two
+    zero blocks) and zero padding, or one zero block and the end of the file (GNU
+    tar warns, busybox fails on a partial block).  Return the offset of any data
+    after the marker."""
+    rest = file_size - end
+    if 0 < rest < 2 * BLOCK and rest != BLOCK:
+        what = "not a tar archive" if end == 0 else \
+            f"truncated image: a partial block at offset {end + rest // BLOCK * BLOCK}"
+        raise ArchiveError(f"{path}: {what}")
     after = os.pread(fd, BLOCK, end + BLOCK)
     if after.count(0) != len(after):
         raise ArchiveError(f"{path}: damaged archive: data after a lone zero block at "

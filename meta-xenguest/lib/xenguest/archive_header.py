@@ -18,8 +18,12 @@ refuses everything else with a reason (:class:`HeaderError`):
   (``5``) and GNU long name (``L``, NUL-terminated UTF-8 data); no link name,
   no pax header, nothing in bytes 345-511 (ustar prefix, GNU times, sparse
   map); text fields padded with NULs; owner names in printable ASCII;
-* names in UTF-8 without control characters, each component at most 255
-  bytes, the whole at most 4095 (what Linux file systems hold).
+* a name in every header (busybox takes a nameless header for a zero block),
+  in UTF-8 without control characters, each component at most 255 bytes,
+  the whole at most 4095 (what Linux file systems hold).
+
+Where the archive ends, and which paths it holds, is checked by
+:class:`xenguest.archive.TarIndex`.
 """
 
 import re
@@ -93,6 +97,8 @@ def parse(block: bytes) -> Header:
     if recorded != sum(block[:148]) + 8 * 32 + sum(block[156:]):
         raise HeaderError("checksum mismatch")
     name = _text(block, 0, 100, "name")
+    if not name:  # busybox takes a header without a name for a zero block
+        raise HeaderError("a header without a name")
     typeflag = block[156:157]
     kind = _KINDS.get(typeflag)
     if kind is None:
