@@ -244,6 +244,19 @@ def test_openssl_is_required(signed, pki, tmp_path):
     assert "warning: signatures/" in result.out and "openssl command is not on PATH" in result.out
 
 
+def test_a_signature_without_a_manifest_is_an_error(tmp_path, pki):
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    ok("create", str(folder))
+    ok("sign", str(folder), *sign_args(pki))
+    os.unlink(folder / "xenguest.manifest")
+    result = mkimage("check", "--verify", str(folder))
+    assert result.rc == 1
+    assert "error: signatures/" in result.out
+    assert ": a signature, but the image has no xenguest.manifest" in result.out
+    assert ": no manifest: " in verify(str(folder), pki.cert("root"))
+
+
 def test_no_manifest_is_unverifiable(tmp_path, pki):
     folder = tmp_path / "old"
     folder.mkdir()

@@ -70,8 +70,11 @@ def verify_content(image: Image) -> List[Problem]:
     if not readable:
         return problems
     if lines is None:
-        return [warning(image.path, f"no {layout.MANIFEST_MEMBER}: the content cannot "
-                                    "be verified (write a new image with 'pack')")]
+        # a signature of no manifest vouches for nothing: the manager refuses it
+        return [error(name, f"a signature, but the image has no {layout.MANIFEST_MEMBER}")
+                for name in signing.signature_members(image)] or \
+            [warning(image.path, f"no {layout.MANIFEST_MEMBER}: the content cannot "
+                                 "be verified (write a new image with 'pack')")]
     problems += _findings(manifest.verify(image, lines), error)
     for name in signing.signature_members(image):
         try:
