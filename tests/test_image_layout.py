@@ -80,6 +80,21 @@ def test_legacy_collision_in_a_directory_image(tmp_path):
     assert "holds both disk/a.img and disk-files/a.img" in error_of("check", str(folder))
 
 
+@pytest.mark.parametrize("name, problem", [
+    (b"files/a\nb", "its name holds the control character '\\n'"),
+    (b"files/gu\xffst", "its name is not UTF-8")])
+def test_directory_images_follow_the_member_name_rules(tmp_path, name, problem):
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    ok("create", str(folder))
+    with open(os.path.join(os.fsencode(str(folder)), name), "wb") as f:
+        f.write(b"x")
+    for args in (["check", str(folder)], ["list", str(folder)],
+                 ["pack", str(folder), str(tmp_path / "packed")]):
+        assert problem in error_of(*args), args
+    assert not os.path.exists(str(tmp_path / "packed"))
+
+
 # -- a path is a file or a folder, never both ------------------------------------------
 
 def test_update_refuses_a_file_where_a_folder_is(tmp_path):
