@@ -507,6 +507,12 @@ def test_headers_tar_readers_disagree_on_are_refused(sample, case, start, data, 
     assert str(err.value).startswith(sample + ": ") and message in str(err.value)
 
 
+def test_a_refused_first_header_is_not_called_garbage(sample):
+    patch_header(sample, "", 100, b"0017777\0")  # the root folder, at offset 0
+    with pytest.raises(ArchiveError, match="invalid header at offset 0: mode 17777 of './'"):
+        TarIndex.open(sample)
+
+
 def test_checksums(sample):
     with TarIndex.open(sample) as index:
         offset = index.members["guest.cfg"].header_offset

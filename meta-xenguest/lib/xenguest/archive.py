@@ -350,8 +350,6 @@ def _read_member(path: str, fd: int, pos: int, block: bytes, file_size: int) -> 
     """The member whose header (or first long-name header) is *block* at *pos*."""
     header_offset = pos
     try:
-        if len(block) < BLOCK:
-            raise archive_header.HeaderError("truncated header")
         header = archive_header.parse(block)
         name = header.name
         if header.kind == archive_header.LONG_NAME:
@@ -368,7 +366,7 @@ def _read_member(path: str, fd: int, pos: int, block: bytes, file_size: int) -> 
             if header.kind == archive_header.LONG_NAME:
                 raise archive_header.HeaderError("two long names for one member")
     except archive_header.HeaderError as exc:
-        if header_offset == 0 and not str(exc).startswith(("unsafe ", "member ")):
+        if header_offset == 0 and isinstance(exc, archive_header.NotAHeader):
             head = os.pread(fd, 8, 0)
             kind = [k for magic, k in _COMPRESSED if head.startswith(magic)]
             hint = f" (it is {kind[0]}-compressed; images are plain tar)" if kind else ""

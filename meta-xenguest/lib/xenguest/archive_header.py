@@ -55,6 +55,10 @@ class HeaderError(Exception):
     """A header outside the accepted subset; the message says which and why."""
 
 
+class NotAHeader(HeaderError):
+    """A block that is no tar header at all (no magic, a wrong checksum)."""
+
+
 class Header(NamedTuple):
     """What a header says: *kind* (FILE, DIR or LONG_NAME), the name field's
     bytes, the size of the data that follows, permission bits and mtime."""
@@ -91,11 +95,16 @@ def _number(block: bytes, start: int, length: int, what: str, base256: bool = Fa
 
 def parse(block: bytes) -> Header:
     """Read one 512-byte header block that is not all zeros; HeaderError if refused."""
+    if len(block) < BLOCK:
+        raise NotAHeader("truncated header")
     if block[257:265] not in _MAGICS:
-        raise HeaderError("not a ustar or GNU tar header")
-    recorded = _number(block, 148, 8, "checksum")
+        raise NotAHeader("not a ustar or GNU tar header")
+    try:
+        recorded = _number(block, 148, 8, "checksum")
+    except HeaderError as e:
+        raise NotAHeader(str(e)) from None
     if recorded != sum(block[:148]) + 8 * 32 + sum(block[156:]):
-        raise HeaderError("checksum mismatch")
+        raise NotAHeader("checksum mismatch")
     name = _text(block, 0, 100, "name")
     if not name:  # busybox takes a header without a name for a zero block
         raise HeaderError("a header without a name")
