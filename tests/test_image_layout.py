@@ -95,6 +95,14 @@ def test_directory_images_follow_the_member_name_rules(tmp_path, name, problem):
     assert not os.path.exists(str(tmp_path / "packed"))
 
 
+def test_check_sees_unknown_folders_too(tmp_path):
+    image = str(tmp_path / "guest.xenguest")
+    ok("create", image)
+    with TarIndex.open(image) as index:
+        append_members(image, index, lambda w: w.add_dir("evil"))
+    assert "warning: evil: not part of the xenguest image format" in ok("check", image).out
+
+
 # -- a path is a file or a folder, never both ------------------------------------------
 
 def test_update_refuses_a_file_where_a_folder_is(tmp_path):

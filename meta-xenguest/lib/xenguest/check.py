@@ -114,13 +114,13 @@ def _check_structure(image: Image, complete: bool) -> List[Problem]:
                 f"format version {version[0]} is newer than this tool's ({layout.FORMAT_VERSION})",
             ))
     known_top = set(layout.CONFIG_FILES) | set(layout.FOLDERS) | {layout.SIGNATURES}
-    for name in image.names():
+    folders = set(image.folders())
+    for name in image.names() + sorted(f for f in folders if "/" not in f):
         top = layout.folder_of(name) or name
         if top not in known_top:
             problems.append(warning(name, "not part of the xenguest image format"))
     problems += [error(name, f"not a signature: {signing.STRAY}")
                  for name in signing.stray_members(image)]
-    folders = set(image.folders())
     problems += [error(name, "a folder: the image format needs a file of this name")
                  for name in layout.CONFIG_FILES if name in folders]
     problems += [error(name, "a file: the image format needs a folder of this name")
