@@ -127,7 +127,7 @@ FIELD_VALUES = {
 
 
 def field_value(field: str) -> st.SearchStrategy:
-    return FIELD_VALUES.get(field) or numeric(FIELDS[field][1])
+    return FIELD_VALUES[field] if field in FIELD_VALUES else numeric(FIELDS[field][1])
 
 
 def new_record(name: bytes, kind: bytes, data: bytes, template: bytes) -> Record:
