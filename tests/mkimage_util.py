@@ -169,3 +169,21 @@ def real_xl_confirms(image: str, config: dict) -> dict:
         if wanted is not None:
             assert seen == wanted, (key, seen, wanted, text)
     return domain
+
+
+def patch_header(path: str, member: str, start: int, data: bytes, checksum: bool = True) -> None:
+    """Overwrite bytes *start*.. of the header of *member* (a logical name) in the
+    file image *path*, then set the header's checksum right (unless not *checksum*)."""
+    from xenguest.archive import TarIndex
+
+    with TarIndex.open(path) as index:
+        offset = index.members[member].header_offset
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        block = bytearray(f.read(512))
+        block[start:start + len(data)] = data
+        if checksum:
+            block[148:156] = b" " * 8
+            block[148:156] = b"%06o\0 " % sum(block)
+        f.seek(offset)
+        f.write(block)

@@ -17,9 +17,12 @@ from hypothesis import strategies as st
 
 from xenguest.archive import DEFAULT_MTIME, TarIndex, TarWriter, source_date_epoch
 from xenguest.archive_append import append_members, atomic_output, can_append
+from xenguest import operations
 from xenguest.archive_extract import extract
 from xenguest.errors import ArchiveError, ImageError, XenguestError
 from xenguest.streams import PROGRESS_STEP
+
+from mkimage_util import patch_header
 
 LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                    "meta-xenguest", "lib")
@@ -359,7 +362,7 @@ def test_names_without_dot_slash_prefix(tmp_path):
     run("tar", "-C", str(src), "-cf", path, ".")
     with TarIndex.open(path) as index:
         assert set(index.members) == {"", "guest.cfg", "files", "files/k"}
-        assert index.members[""].raw_name == "."
+        assert index.members[""].raw_name == "./"
 
 
 def hostile(path, kind):
@@ -392,11 +395,12 @@ def hostile(path, kind):
             add(tf, "./evil", b"Z", data=b"x")
         elif kind == "file-as-root":
             add(tf, "./", data=b"x")
-    if kind == "nul":
-        info = tarfile.TarInfo("x")
-        info.pax_headers = {"path": "./ev\0il"}
+    if kind in ("nul", "pax"):
+        info = tarfile.TarInfo("./ev\0il" + "l" * 100 if kind == "nul" else "x")
+        info.pax_headers = {"path": "./evil"} if kind == "pax" else {}
         with open(path, "wb") as f:
-            f.write(info.tobuf(tarfile.PAX_FORMAT) + bytes(1024))
+            f.write(info.tobuf(tarfile.PAX_FORMAT if kind == "pax" else tarfile.GNU_FORMAT)
+                    + bytes(1024))
 
 
 HOSTILE = [("absolute", "'/etc/evil': absolute path"),
@@ -409,10 +413,11 @@ HOSTILE = [("absolute", "'/etc/evil': absolute path"),
            ("fifo", "'./evil': it is a FIFO"),
            ("unknown-type", "'./evil': it is of unsupported type"),
            ("file-as-root", "'./': the root is not a directory"),
-           ("nul", "'./ev\\\\x00il': its name contains a NUL")]
+           ("nul", "'./ev\\\\x00il" + "l" * 100 + "': its name contains a NUL"),
+           ("pax", "'././@PaxHeader': it is a pax extended header")]
 
 
-@pytest.mark.parametrize("kind,message", HOSTILE)
+@pytest.mark.parametrize("kind,message", HOSTILE, ids=[kind for kind, _ in HOSTILE])
 def test_hostile_members_are_refused(tmp_path, kind, message):
     path = str(tmp_path / "evil.tar")
     hostile(path, kind)
@@ -449,6 +454,9 @@ def test_damaged_archives_are_refused(tmp_path, sample):
         "gzip": (gzip.compress(data), "not a tar archive (it is gzip-compressed"),
         "empty": (b"", "not a tar archive (empty file)"),
         "short": (b"\0" * 100 + b"x", "not a tar archive"),
+        "one zero byte": (b"\0", "not a tar archive"),
+        "partial end block": (data[:guest.data_offset + 512] + bytes(100),
+                              f"a partial block at offset {guest.data_offset + 512}"),
     }
     for name, (content, message) in cases.items():
         path = str(tmp_path / name)
@@ -462,6 +470,97 @@ def test_damaged_archives_are_refused(tmp_path, sample):
         TarIndex.open(str(tmp_path / "missing"))
     with pytest.raises(ArchiveError, match="not a regular file"):
         TarIndex.open(str(tmp_path))
+
+
+#: Headers outside what GNU tar, busybox tar and Python's tarfile all read alike:
+#: (case, header offset, bytes written there, part of the error).
+BAD_HEADERS = [
+    ("base-256 mtime", 136, b"\x80" + b"\xff" * 11, "invalid mtime field"),
+    ("negative size", 124, b"-0000000001\0", "invalid size field"),
+    ("size with an underscore", 124, b"00000000_30\0", "invalid size field"),
+    ("base-256 size with stray bits", 124, b"\x81" + bytes(10) + b"\x18", "invalid size"),
+    ("empty mode", 100, bytes(8), "invalid mode field"),
+    ("mode out of range", 100, b"0017777\0", "mode 17777 of './guest.cfg' is out of range"),
+    ("base-256 uid", 108, b"\x80" + bytes(6) + b"\x01", "invalid uid field"),
+    ("gid with a sign", 116, b"+000000\0", "invalid gid field"),
+    ("device number", 329, b"abc", "invalid device major field"),
+    ("link name on a file", 157, b"./params.cfg", "'./guest.cfg' has a link name"),
+    ("contiguous file", 156, b"7", "'./guest.cfg': it is a contiguous file"),
+    ("pax header", 156, b"x", "it is a pax extended header"),
+    ("ustar prefix", 345, b"evil", "a ustar name prefix"),
+    ("no magic (V7)", 257, bytes(8), "not a ustar or GNU tar header"),
+    ("file name ending in /", 0, b"./guest.cfg/", "a file name ending in '/'"),
+    ("data after the name", 12, b"junk", "name field holds data after its end"),
+    ("non-UTF-8 name", 0, b"./gu\xffst.cfg", "its name is not UTF-8"),
+    ("control character", 0, b"./gu\nst.cfg", "its name holds the control character"),
+    ("owner name", 265, b"r\x01ot", "owner name of './guest.cfg' is not printable"),
+    ("empty name", 0, bytes(100), "a header without a name"),  # busybox: a zero block
+]
+
+
+@pytest.mark.parametrize("case, start, data, message", BAD_HEADERS,
+                         ids=[c[0] for c in BAD_HEADERS])
+def test_headers_tar_readers_disagree_on_are_refused(sample, case, start, data, message):
+    patch_header(sample, "guest.cfg", start, data)
+    with pytest.raises(ArchiveError) as err:
+        TarIndex.open(sample)
+    assert str(err.value).startswith(sample + ": ") and message in str(err.value)
+
+
+def test_a_refused_first_header_is_not_called_garbage(sample):
+    patch_header(sample, "", 100, b"0017777\0")  # the root folder, at offset 0
+    with pytest.raises(ArchiveError, match="invalid header at offset 0: mode 17777 of './'"):
+        TarIndex.open(sample)
+
+
+def test_checksums(sample):
+    with TarIndex.open(sample) as index:
+        offset = index.members["guest.cfg"].header_offset
+    with open(sample, "rb") as f:
+        f.seek(offset)
+        block = bytearray(f.read(512))
+    block[0:13] = "./güest.cfg".encode() + b"\0"  # bytes >= 0x80: the signed sum differs
+    block[148:156] = b" " * 8
+    signed = sum(b - 256 if b > 127 else b for b in block)
+    for field, accepted in ((b"%06o\0 " % sum(block), True), (b"%06o\0 " % signed, False),
+                            (b"%7o\0" % sum(block), True)):  # led by spaces
+        block[148:156] = field
+        with open(sample, "r+b") as f:
+            f.seek(offset)
+            f.write(block)
+        if accepted:
+            TarIndex.open(sample).close()
+        else:
+            with pytest.raises(ArchiveError, match="checksum mismatch"):
+                TarIndex.open(sample)
+
+
+def lone_zero_block_image(path, tail):
+    """guest.cfg, one zero block, then *tail* (as bytes written by a TarWriter)."""
+    buf = io.BytesIO()
+    w = TarWriter(buf, DEFAULT_MTIME)
+    w.add_bytes("guest.cfg", b"signed\n")
+    buf.write(bytes(512))
+    buf.write(tail)
+    with open(path, "wb") as f:
+        f.write(buf.getvalue() + bytes(-len(buf.getvalue()) % 10240))
+
+
+def test_data_after_a_lone_zero_block_is_refused(tmp_path):
+    path = str(tmp_path / "lone")
+    second = io.BytesIO()
+    TarWriter(second, DEFAULT_MTIME).add_bytes("guest.cfg", b"unsigned\n")
+    lone_zero_block_image(path, second.getvalue())
+    # busybox reads on past the zero block and prints the second guest.cfg
+    assert run("busybox", "tar", "-xOf", path, "./guest.cfg").stdout == b"signed\nunsigned\n"
+    with pytest.raises(ArchiveError, match="data after a lone zero block at offset 1024"):
+        TarIndex.open(path)
+    # Zeros after the end marker are padding, anything else is refused.
+    lone_zero_block_image(path, bytes(512) + bytes(3000))
+    TarIndex.open(path).close()
+    lone_zero_block_image(path, bytes(512) + b"junk")
+    with pytest.raises(ArchiveError, match="data after the end of the archive, at offset 2048"):
+        TarIndex.open(path)
 
 
 # --- appending ------------------------------------------------------------------------
@@ -553,7 +652,10 @@ def test_append_refused_when_data_follows_the_archive(sample):
         f.seek(-1, os.SEEK_END)
         f.write(b"!")
     before = sha256(sample)
-    with TarIndex.open(sample) as index:
+    with pytest.raises(ArchiveError, match="data after the end of the archive, at offset "
+                       f"{os.path.getsize(sample) - 1} "):
+        TarIndex.open(sample)
+    with TarIndex.open(sample, allow_trailing=True) as index:
         assert not can_append(index)
         with pytest.raises(ArchiveError, match="data follows the end of the archive"):
             append_members(sample, index, lambda w: w.add_bytes("guest.cfg", b""))
@@ -663,9 +765,30 @@ def test_crash_before_the_commit_still_reads_as_the_old_archive(sample, tmp_path
     with tarfile.open(sample) as tf:
         assert [m.name for m in tf].count("./guest.cfg") == 1
         assert tf.extractfile("./guest.cfg").read() == gnu.stdout
-    with TarIndex.open(sample) as index:
+    # The debris after the end marker is invisible to every tar reader, but the image
+    # is no longer exactly what they see: readers refuse it, writers rewrite it.
+    with pytest.raises(ArchiveError, match=f"data after the end of the archive, at offset "
+                       f"{end + 1024} .*'pack IMAGE IMAGE' writes the image again"):
+        TarIndex.open(sample)
+    with TarIndex.open(sample, allow_trailing=True) as index:
         assert index.read_bytes("guest.cfg") == gnu.stdout and not index.superseded
         assert not can_append(index)  # the debris after the end asks for a rewrite
+
+
+def test_the_next_update_heals_an_interrupted_one(tmp_path):
+    image = str(tmp_path / "guest.xenguest")
+    operations.create(image, [("--xen-memory", "64")])
+    crash_append(image, crash_at=1)
+    with pytest.raises(ArchiveError, match="data after the end of the archive"):
+        operations.check(image)
+    assert operations.update(image, [("--xen-memory", "128")])
+    assert [p for p in operations.check(image) if p.severity == "error"] == []
+    with TarIndex.open(image) as index:
+        assert index.trailing is None and b"memory = 128" in index.read_bytes("guest.cfg")
+    crash_append(image, crash_at=1)
+    operations.pack(image, image)
+    with TarIndex.open(image) as index:
+        assert index.trailing is None
 
 
 def test_crash_between_commit_and_rename_is_valid_and_heals(sample, tmp_path):
@@ -798,25 +921,33 @@ def test_extract_cleans_up_on_failure(sample, tmp_path):
     assert tree(str(dest)) == {"disk": (0o755, None)}
 
 
-def test_extract_refuses_a_file_used_as_a_directory(tmp_path):
+def test_a_file_used_as_a_directory_is_refused(tmp_path):
     path = str(tmp_path / "img")
     with open(path, "wb") as f:
         w = TarWriter(f, DEFAULT_MTIME)
         w.add_bytes("files", b"a file")
         w.add_bytes("files/kernel", b"k")
         w.close()
+    with pytest.raises(ArchiveError, match="'files' is both a file and a folder"):
+        TarIndex.open(path)
+    # Extraction checks its destinations too: renames may make the same clash.
+    with open(path, "wb") as f:
+        w = TarWriter(f, DEFAULT_MTIME)
+        w.add_bytes("a", b"a file")
+        w.add_bytes("b", b"k")
+        w.close()
     dest = tmp_path / "out"
     dest.mkdir()
     with TarIndex.open(path) as index:
         with pytest.raises(ArchiveError, match="'files' is both a file and a directory"):
-            extract(index, str(dest))
+            extract(index, str(dest), rename={"a": "files", "b": "files/kernel"}.get)
     assert os.listdir(str(dest)) == []
 
 
 # --- properties -----------------------------------------------------------------------
 
 segment = st.text(alphabet=st.characters(blacklist_characters="/\0",
-                                         blacklist_categories=("Cs",)),
+                                         blacklist_categories=("Cs", "Cc")),
                   min_size=1, max_size=40).filter(lambda p: p not in (".", ".."))
 names = st.lists(segment, min_size=1, max_size=4).map("/".join)
 

@@ -20,6 +20,8 @@ CASES = [
     ('XENGUEST_IMAGE_MEMORY_SIZE = "lots"',
      ['XENGUEST_IMAGE_MEMORY_SIZE = "lots"', "whole number above 0"]),
     ('XENGUEST_IMAGE_NUM_VCPUS = "0"', ['XENGUEST_IMAGE_NUM_VCPUS = "0"']),
+    ('XENGUEST_IMAGE_NUM_VCPUS = "\u00b2"', ['XENGUEST_IMAGE_NUM_VCPUS = "\u00b2"',
+                                            "whole number above 0"]),
     ('XENGUEST_IMAGE_AUTOBOOT = "yes"', ['XENGUEST_IMAGE_AUTOBOOT = "yes"', "0, 1"]),
     ('XENGUEST_IMAGE_NETWORK_TYPE = "wifi"',
      ['XENGUEST_IMAGE_NETWORK_TYPE = "wifi"', "bridge, nat, none"]),

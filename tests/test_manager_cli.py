@@ -16,6 +16,7 @@ import pytest
 
 from manager_util import (LAUNCHER, FakeXl, config_file, make_image, make_tar, script,
                           tar_entry, tree, write)
+from mkimage_util import patch_header
 from xenguest import operations
 from xenguest.cli.manager import main
 
@@ -265,3 +266,28 @@ def test_every_operation_has_help(capsys):
                "autostart", "shutdown-all", "help"):
         assert "usage: xenguest-manager " + op in ok(capsys, op, "--help")
     assert "shutdown-all" in ok(capsys, "help")
+
+
+def test_one_bad_image_never_stops_autostart(env, capsys):
+    guest_image(env, "alpha")
+    bad = guest_image(env, "beta")
+    guest_image(env, "gamma")
+    patch_header(bad, "guest.cfg", 136, b"\x80" + b"\xff" * 11)  # a base-256 mtime
+    rc, out, err = cli(capsys, "autostart")
+    assert rc == 1 and "Traceback" not in err
+    assert out.splitlines() == ["alpha: created", "gamma: created",
+                                "alpha: started", "gamma: started"]
+    assert f"create {bad}: {bad}: damaged archive: invalid header at offset " in err
+    assert sorted(env.xl.domains()) == ["alpha", "gamma"]
+    assert sorted(os.listdir(os.path.join(env.state, "guests"))) == ["alpha", "gamma"]
+
+
+@pytest.mark.parametrize("name", ["xl.cfg", "disk.img", "xenguest-manager.json"])
+def test_names_the_manager_writes_are_refused_whatever_their_type(env, capsys, name):
+    folder = str(env.tmp / "dirimage")
+    os.mkdir(folder)
+    operations.create(folder)
+    os.mkdir(os.path.join(folder, name))
+    assert fails(capsys, "create", folder, "web").endswith(
+        f"invalid image: {name}: reserved: xenguest-manager writes it in the guest's folder")
+    assert guests_left(env) == []

@@ -329,6 +329,16 @@ def test_member_escaping_the_root_is_refused(tmp_path):
     assert "points outside the archive root" in message
 
 
+@pytest.mark.parametrize("fs", ["ext4", "vfat"])
+def test_payload_time_that_is_not_a_number_is_refused(tmp_path, fs):
+    entry = tar_entry("./a", b"a")
+    entry[0].pax_headers = {"mtime": "nan"}  # tarfile reads it as a float NaN
+    tar = make_tar(str(tmp_path / "odd.tar"), [entry])
+    message = failing_create(tmp_path, [("--disk-size", "40M"), ("--disk-add-file", tar),
+                                        ("--disk-add-part", f"1:34M:{fs}:odd.tar")])
+    assert "archive member './a': its modification time is not a number" in message
+
+
 def test_missing_tool_is_refused_before_anything_is_made(tmp_path):
     message = failing_create(tmp_path, [("--disk-size", "20M"),
                                         ("--disk-add-part", "1:16M:vfat:")],

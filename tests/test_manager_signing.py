@@ -8,6 +8,8 @@ import pytest
 from manager_util import FakeXl, RecordingToolstack, config_file, make_image, manager
 from signing_util import flip_byte
 from xenguest import signing
+from xenguest.archive import TarIndex
+from xenguest.archive_append import append_members
 from xenguest.cli.manager import main
 from xenguest.manager import ManagerError
 from xenguest.manager.config import parse_config
@@ -93,6 +95,26 @@ def test_autostart_applies_the_policy(tmp_path, pki):
     assert report.done == ["good"]
     assert [name for name, _ in report.failed] == ["bad"]
     assert "refused (verify = require): digest mismatch: params.cfg" in report.failed[0][1]
+
+
+@pytest.mark.parametrize("policy", ["require", "if-signed", "off"])
+def test_a_member_that_is_not_a_signature_is_refused(tmp_path, pki, policy):
+    mgr, state, toolstack = make(tmp_path, policy, pki)
+    image = str(tmp_path / "web.xenguest")
+    if policy == "require":
+        signed_image(image, pki)
+    else:
+        make_image(image)
+    with TarIndex.open(image) as index:
+        append_members(image, index,
+                       lambda w: w.add_bytes("signatures/evil.sh", b"#!/bin/sh\n", 0o755))
+    message = refused(mgr, image)
+    reason = {"require": "refused (verify = require): not a signature: signatures/evil.sh: "}
+    assert reason.get(policy, "invalid image: signatures/evil.sh: not a signature: ") in message
+    assert message.endswith("signatures/ holds only signatures (<fingerprint>.cms): nothing "
+                            "vouches for this member")
+    assert not os.path.exists(os.path.join(state, "guests", "web"))
+    assert toolstack.calls == []
 
 
 def test_settings():

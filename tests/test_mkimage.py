@@ -7,8 +7,8 @@ import tarfile
 
 import pytest
 
-from mkimage_util import (fails, mkimage, ok, real_xl_confirms, sha256, tar_member, tar_names,
-                          tree, write)
+from mkimage_util import (fails, mkimage, ok, patch_header, real_xl_confirms, sha256,
+                          tar_member, tar_names, tree, write)
 
 
 @pytest.fixture
@@ -389,6 +389,53 @@ def test_check_reports_problems(tmp_path, inputs):
     assert ("error", "params.cfg") in where
     text = mkimage("check", str(folder))
     assert text.rc == 1 and "INVALID" in text.out
+
+
+@pytest.mark.parametrize("start, data", [(136, b"\x80" + b"\xff" * 11),
+                                         (124, b"-0000000001\0"), (100, b"0017777\0"),
+                                         (0, b"./gu\xffst.cfg\0")],
+                         ids=["base-256 mtime", "negative size", "mode", "non-UTF-8 name"])
+def test_check_reports_what_extract_refuses(tmp_path, start, data):
+    image = str(tmp_path / "guest.xenguest")
+    ok("create", image)
+    patch_header(image, "guest.cfg", start, data)
+    before = sha256(image)
+    out = tmp_path / "out"
+    out.mkdir()
+    refused = fails("extract", image, str(out))
+    assert refused.startswith(f"xenguest-mkimage extract: {image}: ")
+    assert fails("check", image).split(": ", 1)[1] == refused.split(": ", 1)[1]
+    assert fails("update", image, "--xen-memory=64").split(": ", 1)[1] == \
+        refused.split(": ", 1)[1]
+    assert os.listdir(str(out)) == [] and sha256(image) == before
+
+
+@pytest.mark.parametrize("option, message", [
+    ("--xen-vcpus=\u00b2", "the number of vcpus must be a positive whole number, not '\u00b2'"),
+    ("--xen-memory=\u0661\u0660\u0660",
+     "memory (MB) must be a positive whole number, not '\u0661\u0660\u0660'"),
+    ("--disk-rm-part=\u00b2", "invalid partition number '\u00b2'"),
+    ("--disk-size=\u0661\u0660", "invalid size '\u0661\u0660'"),
+    ("--disk-add-part=\u0661:10M::", "invalid partition '\u0661:10M::'"),
+    ("--xen-set=vcpus=\u00b2", "invalid xl value '\u00b2': unexpected character"),
+])
+def test_numbers_are_ascii_digits_only(tmp_path, option, message):
+    image = str(tmp_path / "guest.xenguest")
+    ok("create", image)
+    before = sha256(image)
+    assert fails("update", image, option).startswith(
+        f"xenguest-mkimage update: {option}: {message}")
+    assert sha256(image) == before
+
+
+def test_format_version_in_other_digits(tmp_path):
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    ok("create", str(folder))
+    write(str(folder / "xenguest.format"), "\u00b2\n")
+    result = mkimage("check", str(folder))
+    assert result.rc == 1 and "Traceback" not in result.err
+    assert "xenguest.format holds '\u00b2', not a version" in result.out
 
 
 def test_check_needs_params_cfg(tmp_path):

@@ -10,6 +10,7 @@ from mkimage_util import mkimage
 from signing_util import flip_byte, sign_args
 from xenguest import signing
 from xenguest.archive import TarIndex
+from xenguest.archive_append import append_members
 from xenguest.image import Image
 
 
@@ -165,6 +166,54 @@ def test_key_rotation_keeps_several_signatures(signed, pki):
     assert "CN=Stranger" in ok("verify", signed, "--keyring", pki.cert("other"))
 
 
+def append(image: str, members: dict) -> None:
+    """Append files {name: bytes} to *image* after it was signed, as an attacker would."""
+    with TarIndex.open(image) as index:
+        append_members(image, index, lambda w: [w.add_bytes(n, d, 0o755)
+                                                for n, d in members.items()])
+
+
+@pytest.mark.parametrize("name, first", [
+    ("signatures/evil.sh", "signatures/evil.sh"),
+    ("signatures/0123456789ABCDEF.cms", "signatures/0123456789ABCDEF.cms"),
+    ("signatures/sub/0123456789abcdef.cms", "signatures/sub")])
+def test_only_signatures_may_be_added_after_signing(signed, pki, name, first):
+    append(signed, {name: b"#!/bin/sh\nrm -rf /\n"})
+    message = f"{signed}: not a signature: {first}: signatures/ holds only signatures"
+    assert verify(signed, pki.cert("root")).startswith(f"xenguest-mkimage verify: {message}")
+    for args in (["check", signed], ["check", "--verify", signed]):
+        result = mkimage(*args)
+        assert result.rc == 1 and f"error: {name}: not a signature: " in result.out
+
+
+def test_every_signature_must_be_sound(signed, pki, tmp_path):
+    other = str(tmp_path / "other.xenguest")
+    ok("create", other, "--xen-memory=64")
+    member, _ = signing.sign(other, pki.key("rotated"), pki.cert("rotated"))
+    with Image.open(other) as img:
+        foreign = img.read_bytes(member)
+    append(signed, {member: foreign})  # a signature, but of another image's manifest
+    assert f": manifest tampered: {member} does not match" in verify(signed, pki.cert("root"))
+    # A signer this keyring does not trust is fine, a damaged signature is not.
+    ok("sign", signed, *sign_args(pki, "stranger"))
+    append(signed, {"signatures/0123456789abcdef.cms": b"0 not DER"})
+    assert ": invalid signature: signatures/0123456789abcdef.cms" in \
+        verify(signed, pki.cert("root"))
+
+
+def test_signing_again_removes_signatures_of_older_manifests(signed, pki):
+    ok("sign", signed, *sign_args(pki, "rotated"))
+    ok("update", signed, "--xen-memory=300")
+    ok("sign", signed, *sign_args(pki, "rotated"))  # the old key's signature is stale
+    ok("verify", signed, "--keyring", pki.cert("root"))
+    with Image.open(signed) as img:
+        assert signing.signature_members(img) == [
+            signing.signature_member(signing.certificate(pki.cert("rotated")))]
+    append(signed, {"signatures/evil.sh": b"#!/bin/sh\n"})
+    assert fails("sign", signed, *sign_args(pki)).startswith(
+        f"xenguest-mkimage sign: {signed}: not a signature: signatures/evil.sh: ")
+
+
 def test_directory_image(tmp_path, pki):
     folder = tmp_path / "dir"
     folder.mkdir()
@@ -193,6 +242,19 @@ def test_openssl_is_required(signed, pki, tmp_path):
     result = mkimage("check", "--verify", signed, env={"PATH": str(python_only)})
     assert result.rc == 0
     assert "warning: signatures/" in result.out and "openssl command is not on PATH" in result.out
+
+
+def test_a_signature_without_a_manifest_is_an_error(tmp_path, pki):
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    ok("create", str(folder))
+    ok("sign", str(folder), *sign_args(pki))
+    os.unlink(folder / "xenguest.manifest")
+    result = mkimage("check", "--verify", str(folder))
+    assert result.rc == 1
+    assert "error: signatures/" in result.out
+    assert ": a signature, but the image has no xenguest.manifest" in result.out
+    assert ": no manifest: " in verify(str(folder), pki.cert("root"))
 
 
 def test_no_manifest_is_unverifiable(tmp_path, pki):

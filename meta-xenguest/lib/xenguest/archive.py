@@ -16,8 +16,11 @@ Payloads are streamed (:mod:`xenguest.streams`), never held in memory.
 
 Reading (:class:`TarIndex`) scans the headers only and refuses anything unsafe
 or damaged: absolute names, ``..``, links, devices, FIFOs, sparse or unknown
-member types, truncated data or headers. A later member of the same name
-replaces an earlier one (tar semantics); the earlier ones are ``superseded``.
+member types, truncated data or headers, any header GNU tar, busybox tar and
+Python's tarfile would not read alike (:mod:`xenguest.archive_header`), a path
+that is both a file and a folder, data after a lone zero block or after the
+end marker. A later member of the same name replaces an earlier one (tar
+semantics); the earlier ones are ``superseded``.
 
 Fast updates and atomic rewrites are in :mod:`xenguest.archive_append`, safe
 extraction in :mod:`xenguest.archive_extract`.
@@ -25,24 +28,22 @@ extraction in :mod:`xenguest.archive_extract`.
 
 import io
 import os
-import re
 import stat
 import tarfile
 from typing import BinaryIO, Dict, List, NamedTuple, Optional, Tuple
 
+from . import archive_header
+from .archive_header import BLOCK
+from .digits import whole_number
 from .errors import ArchiveError, ImageError, XenguestError
 from .streams import CHUNK, Hasher, Progress, copy_fd, write_all
 
-BLOCK = 512
 RECORD = 10240
 #: Default mtime of every member when SOURCE_DATE_EPOCH is not set:
 #: 1980-01-01T00:00:00Z (the earliest time a zip or FAT file system can hold).
 DEFAULT_MTIME = 315532800
 MAX_MTIME = 8 ** 11 - 1
 READ_LIMIT = 16 * 1024 * 1024
-_TYPE_NAMES = {tarfile.SYMTYPE: "a symbolic link", tarfile.LNKTYPE: "a hard link",
-               tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device",
-               tarfile.FIFOTYPE: "a FIFO", tarfile.GNUTYPE_SPARSE: "a sparse file"}
 _COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ", "xz"), (b"BZh", "bzip2"),
                (b"\x28\xb5\x2f\xfd", "zstd"))
 
@@ -52,10 +53,11 @@ def source_date_epoch() -> int:
     value = os.environ.get("SOURCE_DATE_EPOCH", "")
     if value == "":
         return DEFAULT_MTIME
-    if not re.fullmatch(r"[0-9]+", value) or int(value) > MAX_MTIME:
+    mtime = whole_number(value)
+    if mtime is None or mtime > MAX_MTIME:
         raise ImageError(f"SOURCE_DATE_EPOCH={value!r} is not a valid timestamp "
                          "(a non-negative integer number of seconds)")
-    return int(value)
+    return mtime
 
 
 def _normalize(raw: str) -> Tuple[Optional[str], str]:
@@ -74,6 +76,9 @@ def _check_logical(name: str, what: str = "member name") -> None:
     if _normalize(name)[0] != name:
         raise ArchiveError(f"unsafe {what} {name!r}: must be a relative path without "
                            "'.', '..', empty components or a trailing slash")
+    problem = archive_header.name_problem(name)
+    if problem:
+        raise ArchiveError(f"unsafe {what} {name!r}: {problem}")
 
 
 def _checksummed(block: bytearray) -> bytes:
@@ -236,7 +241,8 @@ class TarIndex:
     """The checked table of contents of a file image, holding one open fd."""
 
     def __init__(self, path: str, fd: int, members: Dict[str, Member],
-                 superseded: List[Member], end_offset: int, info: os.stat_result) -> None:
+                 superseded: List[Member], end_offset: int, info: os.stat_result,
+                 trailing: Optional[int] = None) -> None:
         self.path = path
         self.fd = fd
         self.members = members
@@ -244,54 +250,53 @@ class TarIndex:
         self.end_offset = end_offset
         self.file_size = info.st_size
         self.identity = (info.st_dev, info.st_ino, info.st_size)
+        #: Offset of data after the end marker (None: only zeros follow it).
+        self.trailing = trailing
 
     @classmethod
-    def open(cls, path: str) -> "TarIndex":
-        """Scan the headers of the tar file *path*; ArchiveError if unsafe or damaged."""
+    def open(cls, path: str, allow_trailing: bool = False) -> "TarIndex":
+        """Scan the headers of the tar file *path*; ArchiveError if unsafe or damaged.
+
+        Data after the end marker is refused unless *allow_trailing* (for the
+        writers that rewrite the image without it): no tar reader sees it, but
+        an image must be exactly what every reader sees.
+        """
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
             raise ImageError(f"cannot open {path}: {exc.strerror}") from None
         try:
-            return cls._scan(path, fd)
+            return cls._scan(path, fd, allow_trailing)
         except BaseException:
             os.close(fd)
             raise
 
     @classmethod
-    def _scan(cls, path: str, fd: int) -> "TarIndex":
+    def _scan(cls, path: str, fd: int, allow_trailing: bool) -> "TarIndex":
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise ArchiveError(f"{path} is not a regular file")
         if info.st_size == 0:
             raise ArchiveError(f"{path}: not a tar archive (empty file)")
-        reader = open(fd, "rb", closefd=False)
-        try:
-            archive = tarfile.open(fileobj=reader, mode="r:", encoding="utf-8",
-                                   errors="surrogateescape")
-        except (tarfile.TarError, ValueError, OverflowError):
-            head = os.pread(fd, 8, 0)
-            kind = [k for magic, k in _COMPRESSED if head.startswith(magic)]
-            hint = f" (it is {kind[0]}-compressed; images are plain tar)" if kind else ""
-            raise ArchiveError(f"{path}: not a tar archive{hint}") from None
         members: Dict[str, Member] = {}
         superseded: List[Member] = []
-        try:
-            # An archive without members: Python 3.8's tarfile fails on a second next().
-            while archive.firstmember is not None or archive.members:
-                item = archive.next()
-                if item is None:
-                    break
-                member = _checked_member(path, item, info.st_size)
-                if member.name in members:
-                    superseded.append(members[member.name])
-                members[member.name] = member
-        except (tarfile.TarError, ValueError, OverflowError) as exc:
-            raise ArchiveError(f"{path}: damaged archive near offset {archive.offset}: "
-                               f"{exc}") from None
-        reader.close()
-        _check_end(path, fd, archive.offset, info.st_size)
-        return cls(path, fd, members, superseded, archive.offset, info)
+        pos = 0
+        while True:
+            block = os.pread(fd, BLOCK, pos)
+            if block.count(0) == len(block):
+                break
+            member = _read_member(path, fd, pos, block, info.st_size)
+            if member.name in members:
+                superseded.append(members[member.name])
+            members[member.name] = member
+            pos = member.data_offset + member.size + (-member.size % BLOCK)
+        _check_layout(path, list(members.values()) + superseded)
+        trailing = _check_end(path, fd, pos, info.st_size)
+        if trailing is not None and not allow_trailing:
+            raise ArchiveError(f"{path}: data after the end of the archive, at offset "
+                               f"{trailing} (an interrupted update leaves it: 'pack IMAGE "
+                               "IMAGE' writes the image again without it)")
+        return cls(path, fd, members, superseded, pos, info, trailing)
 
     def file_member(self, name: str) -> Member:
         """The regular-file member *name*; ArchiveError if missing or a directory."""
@@ -341,33 +346,91 @@ class TarIndex:
         self.close()
 
 
-def _checked_member(path: str, item: tarfile.TarInfo, file_size: int) -> Member:
-    raw = item.name
-    name, reason = _normalize(raw)
-    if name is None:
-        raise ArchiveError(f"{path}: unsafe member {raw!r}: {reason}")
-    kind = "a sparse file" if item.sparse is not None else _TYPE_NAMES.get(item.type)
-    if kind is None and not (item.isreg() or item.isdir()):
-        kind = f"of unsupported type {item.type!r}"
-    if kind:
-        raise ArchiveError(f"{path}: unsafe member {raw!r}: it is {kind}")
-    if item.isdir() and item.size or item.size < 0:
-        raise ArchiveError(f"{path}: damaged member {raw!r}: invalid size {item.size}")
-    if not name and not item.isdir():
+def _read_member(path: str, fd: int, pos: int, block: bytes, file_size: int) -> Member:
+    """The member whose header (or first long-name header) is *block* at *pos*."""
+    header_offset = pos
+    try:
+        header = archive_header.parse(block)
+        name = header.name
+        if header.kind == archive_header.LONG_NAME:
+            data = os.pread(fd, header.size, pos + BLOCK)
+            if len(data) < header.size:
+                raise ArchiveError(f"{path}: truncated image: a long name at offset {pos} "
+                                   "runs past the end of the file")
+            name = archive_header.long_name(data)
+            pos += BLOCK + header.size + (-header.size % BLOCK)
+            block = os.pread(fd, BLOCK, pos)
+            if len(block) < BLOCK or block.count(0) == BLOCK:
+                raise archive_header.HeaderError("a long name is not followed by its member")
+            header = archive_header.parse(block)
+            if header.kind == archive_header.LONG_NAME:
+                raise archive_header.HeaderError("two long names for one member")
+    except archive_header.HeaderError as exc:
+        if header_offset == 0 and isinstance(exc, archive_header.NotAHeader):
+            head = os.pread(fd, 8, 0)
+            kind = [k for magic, k in _COMPRESSED if head.startswith(magic)]
+            hint = f" (it is {kind[0]}-compressed; images are plain tar)" if kind else ""
+            raise ArchiveError(f"{path}: not a tar archive{hint}") from None
+        if len(block) < BLOCK:
+            raise ArchiveError(f"{path}: damaged archive: truncated header at offset "
+                               f"{pos}") from None
+        raise ArchiveError(f"{path}: damaged archive: invalid header at offset {pos}: "
+                           f"{exc}") from None
+    raw = name.decode("utf-8", "surrogateescape")
+    logical, reason = _normalize(raw)
+    if logical is not None:
+        reason = archive_header.name_problem(raw) or ""
+    if logical is None or reason:
+        raise ArchiveError(f"{path}: unsafe member {archive_header.shown(name)!r}: {reason}")
+    is_dir = header.kind == archive_header.DIR
+    if not logical and not is_dir:
         raise ArchiveError(f"{path}: damaged member {raw!r}: the root is not a directory")
-    if item.offset_data + item.size + (-item.size % BLOCK) > file_size:
+    if raw.endswith("/") and not is_dir:
+        raise ArchiveError(f"{path}: damaged member {raw!r}: a file name ending in '/' "
+                           "(tar readers disagree on what it is)")
+    data_offset = pos + BLOCK
+    if data_offset + header.size + (-header.size % BLOCK) > file_size:
         raise ArchiveError(f"{path}: truncated image: the data of member {raw!r} "
                            "runs past the end of the file")
-    return Member(name, item.isdir(), item.size, item.mode & 0o7777, int(item.mtime),
-                  item.offset_data, item.offset, raw)
+    return Member(logical, is_dir, header.size, header.mode, header.mtime, data_offset,
+                  header_offset, raw)
 
 
-def _check_end(path: str, fd: int, end: int, file_size: int) -> None:
-    """Where the header scan stopped there must be a zero block or the end of the file."""
-    block = os.pread(fd, BLOCK, end)
-    if block.count(0) != len(block):
-        problem = "truncated header" if len(block) < BLOCK else "invalid header"
-        raise ArchiveError(f"{path}: damaged archive: {problem} at offset {end}")
+def _check_layout(path: str, members: List[Member]) -> None:
+    """No path may be both a file and a folder, in any occurrence of any member."""
+    files = {m.name for m in members if not m.is_dir}
+    folders = {m.name for m in members if m.is_dir}
+    for name in files | folders:
+        parts = name.split("/")
+        folders.update("/".join(parts[:depth]) for depth in range(1, len(parts)))
+    both = sorted(files & folders)
+    if both:
+        raise ArchiveError(f"{path}: {both[0]!r} is both a file and a folder")
+
+
+def _check_end(path: str, fd: int, end: int, file_size: int) -> Optional[int]:
+    """Check what follows the last member at *end*: nothing, the end marker (two
+    zero blocks) and zero padding, or one zero block and the end of the file (GNU
+    tar warns, busybox fails on a partial block).  Return the offset of any data
+    after the marker."""
+    rest = file_size - end
+    if 0 < rest < 2 * BLOCK and rest != BLOCK:
+        what = "not a tar archive" if end == 0 else \
+            f"truncated image: a partial block at offset {end + rest // BLOCK * BLOCK}"
+        raise ArchiveError(f"{path}: {what}")
+    after = os.pread(fd, BLOCK, end + BLOCK)
+    if after.count(0) != len(after):
+        raise ArchiveError(f"{path}: damaged archive: data after a lone zero block at "
+                           f"offset {end} (tar readers disagree on where the archive ends)")
+    pos = end + 2 * BLOCK
+    while pos < file_size:
+        chunk = os.pread(fd, min(CHUNK, file_size - pos), pos)
+        if not chunk:
+            break
+        if chunk.count(0) != len(chunk):
+            return pos + next(i for i, byte in enumerate(chunk) if byte)
+        pos += len(chunk)
+    return None
 
 
 class _MemberReader(io.RawIOBase):

@@ -81,12 +81,8 @@ def can_append(index: TarIndex, names: Iterable[str] = ()) -> bool:
     False if anything but zeros follows the end of the archive, or an older
     occurrence of one of *names* cannot be renamed in place: rewrite the image then.
     """
-    pos = index.end_offset
-    while pos < index.file_size:
-        chunk = os.pread(index.fd, min(CHUNK, index.file_size - pos), pos)
-        if not chunk or chunk.count(0) != len(chunk):
-            return False
-        pos += len(chunk)
+    if index.trailing is not None:
+        return False
     try:
         _rename_plan(index, names)
     except ArchiveError:

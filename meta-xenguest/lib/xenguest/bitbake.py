@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import layout, netparams, operations, xlcfg
 from .bitbake_sign import SIGN_KEY, setup_signing, sign_output
+from .digits import whole_number
 from .disk import DiskConfig, Partition, check_device, parse_size
 from .editor import split_source
 from .errors import XenguestError
@@ -153,9 +154,10 @@ def _checked(variable: str, value: str, check: Any, *args: Any) -> Any:
 
 def _positive(d: Any, variable: str, what: str) -> str:
     value = _get(d, variable)
-    if not value.isdigit() or int(value) <= 0:
+    number = whole_number(value)
+    if number is None or number <= 0:
         raise SettingError(variable, value, f"expected {what}, a whole number above 0")
-    return str(int(value))
+    return str(number)
 
 
 def _choice(d: Any, variable: str, choices: Tuple[str, ...], empty: bool = False) -> str:

@@ -70,8 +70,11 @@ def verify_content(image: Image) -> List[Problem]:
     if not readable:
         return problems
     if lines is None:
-        return [warning(image.path, f"no {layout.MANIFEST_MEMBER}: the content cannot "
-                                    "be verified (write a new image with 'pack')")]
+        # a signature of no manifest vouches for nothing: the manager refuses it
+        return [error(name, f"a signature, but the image has no {layout.MANIFEST_MEMBER}")
+                for name in signing.signature_members(image)] or \
+            [warning(image.path, f"no {layout.MANIFEST_MEMBER}: the content cannot "
+                                 "be verified (write a new image with 'pack')")]
     problems += _findings(manifest.verify(image, lines), error)
     for name in signing.signature_members(image):
         try:
@@ -111,10 +114,19 @@ def _check_structure(image: Image, complete: bool) -> List[Problem]:
                 f"format version {version[0]} is newer than this tool's ({layout.FORMAT_VERSION})",
             ))
     known_top = set(layout.CONFIG_FILES) | set(layout.FOLDERS) | {layout.SIGNATURES}
-    for name in image.names():
+    folders = set(image.folders())
+    for name in image.names() + sorted(f for f in folders if "/" not in f):
         top = layout.folder_of(name) or name
         if top not in known_top:
             problems.append(warning(name, "not part of the xenguest image format"))
+    problems += [error(name, f"not a signature: {signing.STRAY}")
+                 for name in signing.stray_members(image)]
+    problems += [error(name, "a folder: the image format needs a file of this name")
+                 for name in layout.CONFIG_FILES if name in folders]
+    problems += [error(name, "a file: the image format needs a folder of this name")
+                 for name in layout.FOLDERS + (layout.SIGNATURES,) if image.exists(name)]
+    problems += [error(name, "reserved: xenguest-manager writes it in the guest's folder")
+                 for name in layout.HOST_NAMES if image.exists(name) or name in folders]
     superseded = image.superseded()
     if superseded:
         size = sum(s for _, s in superseded)

@@ -15,6 +15,7 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 from . import layout, xlcfg
+from .digits import whole_number
 from .disk import DiskConfig, Partition, check_device, parse_size
 from .errors import XenguestError
 from .image import Image
@@ -29,10 +30,10 @@ PAYLOAD_KEYS: Dict[str, str] = {
 
 
 def _positive_int(value: str, what: str) -> int:
-    text = value.strip()
-    if not text.isdigit() or int(text) <= 0:
+    number = whole_number(value.strip(" \t"))
+    if number is None or number <= 0:
         raise XenguestError(f"{what} must be a positive whole number, not {value!r}")
-    return int(text)
+    return number
 
 
 def split_source(value: str) -> Tuple[str, Optional[str]]:
@@ -276,10 +277,11 @@ class GuestEditor:
         self.disk.partitions[partition.number] = partition
 
     def remove_partition(self, value: str) -> None:
-        if not value.strip().isdigit():
+        number = whole_number(value.strip(" \t"))
+        if number is None:
             raise XenguestError(f"invalid partition number {value!r}")
-        if self.disk.partitions.pop(int(value), None) is None:
-            raise XenguestError(f"no partition {int(value)} in {layout.DISK_CFG}")
+        if self.disk.partitions.pop(number, None) is None:
+            raise XenguestError(f"no partition {number} in {layout.DISK_CFG}")
 
     def add_disk_file(self, value: str) -> None:
         source, dest = split_source(value)

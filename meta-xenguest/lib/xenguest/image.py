@@ -25,8 +25,9 @@ import stat
 from dataclasses import dataclass
 from typing import BinaryIO, Dict, List, Optional, Set, Tuple
 
-from . import archive, layout, manifest, streams
+from . import archive, archive_header, layout, manifest, streams
 from .archive_append import append_members, atomic_output, can_append
+from .digits import whole_number
 from .errors import ImageError, XenguestError
 from .fsutil import Progress, Tracker, makedirs, rmdir_quietly, unlink_quietly
 from .streams import write_all
@@ -66,12 +67,17 @@ class Image:
         self._base: Dict[str, Entry] = {}
         self._entries: Dict[str, Entry] = {}
         self._dirs: Set[str] = set()
+        self._allow_trailing = False
 
     # -- opening ---------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str) -> "Image":
-        """Open an existing directory or file image for reading and editing."""
+    def open(cls, path: str, allow_trailing: bool = False) -> "Image":
+        """Open an existing directory or file image for reading and editing.
+
+        *allow_trailing* accepts data after the end of a file image's archive
+        (see :meth:`archive.TarIndex.open`): for the writers that rewrite it.
+        """
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -80,12 +86,16 @@ class Image:
             raise ImageError(f"{path}: cannot open image: {e.strerror}") from None
         if stat.S_ISDIR(st.st_mode):
             image = cls(path, DIRECTORY, is_new=False)
-            image._scan_directory()
         elif stat.S_ISREG(st.st_mode):
             image = cls(path, FILE, is_new=False)
-            image._scan_tar()
         else:
             raise ImageError(f"{path}: not a directory or a regular file")
+        image._allow_trailing = allow_trailing
+        try:
+            image._rescan()
+        except BaseException:
+            image.close()
+            raise
         image._base = dict(image._entries)
         return image
 
@@ -95,13 +105,10 @@ class Image:
         return cls(path, kind, is_new=True)
 
     def _scan_tar(self) -> None:
-        self.index = archive.TarIndex.open(self.path)
+        self.index = archive.TarIndex.open(self.path, self._allow_trailing)
         for raw, member in self.index.members.items():
-            name = _logical(raw)
-            if member.is_dir:
-                self._dirs.add(name)
-            elif name not in self._entries or raw == name:
-                self._entries[name] = Entry(name, member.size, member.mode, member=raw)
+            self._found(raw, None if member.is_dir else
+                        Entry(_logical(raw), member.size, member.mode, member=raw))
 
     def _scan_directory(self) -> None:
         root = self.path
@@ -112,19 +119,41 @@ class Image:
                 rel = f"{rel_dir}/{name}" if rel_dir else name
                 full = os.path.join(dirpath, name)
                 st = os.lstat(full)
+                problem = archive_header.name_problem(rel)
+                if problem:
+                    raise ImageError(f"{self.path}: {rel!r}: {problem}")
                 if stat.S_ISDIR(st.st_mode):
-                    self._dirs.add(_logical(rel))
+                    self._found(rel, None)
                 elif stat.S_ISREG(st.st_mode):
-                    logical = _logical(rel)
-                    if logical not in self._entries or rel == logical:
-                        self._entries[logical] = Entry(
-                            logical, st.st_size, stat.S_IMODE(st.st_mode), path=full
-                        )
+                    self._found(rel, Entry(_logical(rel), st.st_size, stat.S_IMODE(st.st_mode),
+                                           path=full))
                 else:
                     raise ImageError(
                         f"{self.path}: {rel} is a link or a special file: "
                         "an image holds only regular files and folders"
                     )
+
+    def _found(self, stored: str, entry: Optional[Entry]) -> None:
+        """Record a folder (*entry* None) or file found by a scan under its stored name."""
+        name = _logical(stored)
+        if entry is None:
+            self._dirs.add(name)
+        elif name in self._entries:
+            legacy = layout.LEGACY_DISK + name[len(layout.DISK):]
+            raise ImageError(f"{self.path}: it holds both {name} and {legacy} (the earlier "
+                             f"tool's name of {layout.DISK}/): which one is the content is "
+                             "ambiguous")
+        else:
+            self._entries[name] = entry
+
+    def _check_paths(self) -> None:
+        """No logical path may be both a file and a folder (``disk-files/`` is ``disk/``)."""
+        folders = set(self._dirs)
+        for name in list(self._entries) + list(self._dirs):
+            folders.update(_parents(name))
+        both = sorted(folders.intersection(self._entries))
+        if both:
+            raise ImageError(f"{self.path}: {both[0]} is both a file and a folder")
 
     def close(self) -> None:
         if self.index is not None:
@@ -147,6 +176,14 @@ class Image:
         """Names of the files below *folder*, sorted (``guest.d/a.cfg`` ...)."""
         prefix = folder + "/"
         return sorted(n for n in self._entries if n.startswith(prefix))
+
+    def folders(self) -> List[str]:
+        """Names of the folders of the image, those its files imply included, sorted
+        (the root left out)."""
+        found = {d for d in self._dirs if d}
+        for name in self._entries:
+            found.update(_parents(name))
+        return sorted(found)
 
     def exists(self, name: str) -> bool:
         return name in self._entries
@@ -217,10 +254,11 @@ class Image:
         """The image's format version: 1 for images made by the earlier tool."""
         if not self.exists(layout.FORMAT_MEMBER):
             return 1
-        text = self.read_text(layout.FORMAT_MEMBER).strip()
-        if not text.isdigit():
+        text = self.read_text(layout.FORMAT_MEMBER).strip(" \t\r\n")
+        version = whole_number(text)
+        if version is None:
             raise ImageError(f"{self.path}: {layout.FORMAT_MEMBER} holds {text!r}, not a version")
-        return int(text)
+        return version
 
     # -- editing (in memory) ---------------------------------------------
 
@@ -231,7 +269,7 @@ class Image:
         if current is not None and current.size == len(data) and current.mode == mode:
             if current.data == data or (current.data is None and self.read_bytes(name) == data):
                 return
-        self._entries[name] = Entry(name, len(data), mode, data=data)
+        self._set(Entry(name, len(data), mode, data=data))
 
     def write_text(self, name: str, text: str) -> None:
         self.write_bytes(name, text.encode("utf-8"))
@@ -247,7 +285,21 @@ class Image:
         if not os.access(source, os.R_OK):
             raise XenguestError(f"{source}: not readable")
         mode = layout.mode_for(name) if mode is None else mode
-        self._entries[name] = Entry(name, st.st_size, mode, path=os.path.abspath(source))
+        self._set(Entry(name, st.st_size, mode, path=os.path.abspath(source)))
+
+    def _set(self, entry: Entry) -> None:
+        """Add or replace a file; refused where the image has a folder of its name,
+        or a file where it needs a folder."""
+        name = entry.name
+        if name in self._dirs or name in layout.FOLDERS or \
+                any(n.startswith(name + "/") for n in self._entries):
+            raise ImageError(f"{self.path}: {name} is a folder in the image: it cannot "
+                             "also be a file")
+        for parent in _parents(name):
+            if parent in self._entries:
+                raise ImageError(f"{self.path}: {parent} is a file in the image: it cannot "
+                                 "also be a folder")
+        self._entries[name] = entry
 
     def remove(self, name: str) -> bool:
         """Remove one file; return whether it existed."""
@@ -361,6 +413,7 @@ class Image:
             self._scan_tar()
         else:
             self._scan_directory()
+        self._check_paths()
 
     def write_file(self, dest: str, progress: Progress = None) -> None:
         """Write the whole image canonically as a new file image at *dest* (atomic)."""

@@ -1,7 +1,7 @@
 """Copying the files of an image out into a folder (extract, the manager's install)."""
 
 import os
-from typing import Callable, List
+from typing import Callable, Dict, List, Set
 
 from .archive_extract import extract
 from .errors import ImageError
@@ -17,8 +17,13 @@ def copy_tree_out(image: Image, dest: str, select: Callable[[str], bool]) -> Lis
     """
     if image.index is not None:
         files = {e.member: n for n, e in image._entries.items() if e.member is not None}
-        dirs = {raw: _logical(raw) for raw, m in image.index.members.items()
-                if m.is_dir and _logical(raw)}
+        made: Set[str] = set()
+        dirs: Dict[str, str] = {}
+        for raw, member in image.index.members.items():
+            # disk/ and the earlier disk-files/ are one folder: extract it once
+            if member.is_dir and _logical(raw) and _logical(raw) not in made:
+                dirs[raw] = _logical(raw)
+                made.add(dirs[raw])
 
         def wanted(raw: str) -> bool:
             if raw in files:

@@ -34,6 +34,13 @@ INIT_D = "init.d"
 INIT_POST = "init.post"
 INIT_STAGES: Tuple[str, ...] = (INIT_PRE, INIT_D, INIT_POST)
 
+#: Names xenguest-manager writes at the top of a guest's folder, beside the
+#: image's files: an image may hold nothing of these names.
+HOST_CONFIG = "xl.cfg"
+HOST_RECORD = "xenguest-manager.json"
+HOST_DISK = "disk.img"
+HOST_NAMES: Tuple[str, ...] = (HOST_RECORD, HOST_DISK, HOST_CONFIG)
+
 MANDATORY: Tuple[str, ...] = (PARAMS, GUEST_CFG, DISK_CFG)
 FOLDERS: Tuple[str, ...] = (GUEST_D, INIT_PRE, INIT_D, INIT_POST, FILES, DISK)
 CONFIG_FILES: Tuple[str, ...] = (FORMAT_MEMBER, MANIFEST_MEMBER, PARAMS, GUEST_CFG, DISK_CFG)

@@ -66,7 +66,7 @@ def update(path: str, edits: Iterable[Edit], progress: Progress = None,
             os.mkdir(path)
         except OSError as e:
             raise ImageError(f"{path}: cannot create folder: {e.strerror}") from None
-    with Image.open(path) as image:
+    with Image.open(path, allow_trailing=True) as image:
         if partial and image.kind != DIRECTORY:
             raise ImageError(f"{path}: partial works on directory images only")
         if not partial:
@@ -87,9 +87,9 @@ def _require_image(image: Image) -> None:
             raise ImageError(f"{image.path}: damaged xenguest image: {name} is missing")
 
 
-def open_image(path: str) -> Image:
+def open_image(path: str, allow_trailing: bool = False) -> Image:
     """Open an existing, complete image for reading (close it after use)."""
-    image = Image.open(path)
+    image = Image.open(path, allow_trailing)
     try:
         _require_image(image)
     except XenguestError:
@@ -123,7 +123,7 @@ def pack(source: str, dest: str, progress: Progress = None) -> None:
         raise ImageError(f"{dest}: exists already: pack writes a new file")
     if os.path.isdir(dest):
         raise ImageError(f"{dest}: is a folder: pack writes a file image")
-    with open_image(source) as image:
+    with open_image(source, allow_trailing=True) as image:
         _refuse_errors(check_image(image))
         image.write_file(dest, progress)
 

@@ -32,6 +32,11 @@ from .image import Image
 
 SUFFIX = ".cms"
 FINGERPRINT_DIGITS = 16
+#: Why a member of ``signatures/`` not named like a signature is refused.
+STRAY = (f"{layout.SIGNATURES}/ holds only signatures (<fingerprint>{SUFFIX}): nothing "
+         "vouches for this member")
+_SIGNATURE_NAME = re.compile(
+    rf"{layout.SIGNATURES}/[0-9a-f]{{{FINGERPRINT_DIGITS}}}{re.escape(SUFFIX)}\Z")
 
 
 class SignatureError(ImageError):
@@ -49,9 +54,11 @@ class SignatureError(ImageError):
 
 
 #: The kinds of failure, in the order a report prefers them.
-KINDS = ("no manifest", "no signature", "manifest tampered", "expired certificate",
-         "certificate not yet valid", "unknown signer", "invalid signature",
-         "digest mismatch")
+KINDS = ("no manifest", "no signature", "not a signature", "manifest tampered",
+         "expired certificate", "certificate not yet valid", "unknown signer",
+         "invalid signature", "digest mismatch")
+#: The kinds that say whom the keyring trusts, not whether a signature is sound.
+TRUST_KINDS = ("expired certificate", "certificate not yet valid", "unknown signer")
 
 
 class Signer(NamedTuple):
@@ -119,7 +126,15 @@ def signature_member(signer: Signer) -> str:
 
 def signature_members(image: Image) -> List[str]:
     """The signature members of *image*, sorted."""
-    return [n for n in image.files_in(layout.SIGNATURES) if n.endswith(SUFFIX)]
+    return [n for n in image.files_in(layout.SIGNATURES) if _SIGNATURE_NAME.match(n)]
+
+
+def stray_members(image: Image) -> List[str]:
+    """Files and folders below ``signatures/`` not named like a signature, sorted:
+    nothing vouches for them (the manifest does not list ``signatures/``)."""
+    stray = [n for n in image.files_in(layout.SIGNATURES) if not _SIGNATURE_NAME.match(n)]
+    stray += [f for f in image.folders() if f.startswith(layout.SIGNATURES + "/")]
+    return sorted(stray)
 
 
 def _failure(image: Image, kind: str, detail: str) -> SignatureError:
@@ -137,7 +152,9 @@ def sign(path: str, key: str, cert: str, chain: Optional[str] = None) -> Tuple[s
     """Sign the image at *path*; return the signature member and the signer.
 
     The manifest must agree with the members' names and sizes (no content is
-    read: signing appends to a file image, O(metadata)).
+    read: signing appends to a file image, O(metadata)).  Signatures of other
+    signers stay if they are over the current manifest; those over an older
+    one (left by an update) are removed, which rewrites a file image.
     """
     for what, value in (("key", key), ("certificate", cert), ("chain", chain)):
         if value is not None and not os.path.isfile(value):
@@ -147,6 +164,9 @@ def sign(path: str, key: str, cert: str, chain: Optional[str] = None) -> Tuple[s
         lines = manifest.read(image)
         data = _manifest_bytes(image)
         assert lines is not None
+        stray = stray_failure(image)
+        if stray is not None:
+            raise stray
         findings = manifest.compare_metadata(image, lines)
         if findings:
             raise ImageError(f"{path}: {findings[0].name}: {findings[0].kind}: "
@@ -161,6 +181,12 @@ def sign(path: str, key: str, cert: str, chain: Optional[str] = None) -> Tuple[s
             raise XenguestError(f"{path}: openssl cannot sign with {cert} and its key: "
                                 f"{_reason(result.stderr)}")
         member = signature_member(signer)
+        for other in signature_members(image):
+            try:
+                if other != member:
+                    check_matches(image, other)
+            except SignatureError:
+                image.remove(other)
         image.write_bytes(member, result.stdout)
         image.commit(complete=False)
     return member, signer
@@ -220,31 +246,55 @@ def check_matches(image: Image, name: str) -> None:
     _cms_verify(image, name, None)
 
 
+def stray_failure(image: Image) -> Optional[SignatureError]:
+    """The failure of an image holding something in ``signatures/`` that is not a
+    signature (see :func:`stray_members`), or None."""
+    stray = stray_members(image)
+    if not stray:
+        return None
+    return _failure(image, "not a signature", f"{stray[0]}: {STRAY}")
+
+
 def verify_signed(image: Image, keyring: str) -> Verified:
     """Check *image*'s signatures against *keyring*, then every digest.
 
-    Returns the first signature that verifies; else raises SignatureError for
-    the most telling failure (one line, its kind first).
+    One signature must verify; every other one must still be a well-formed
+    signature of the current manifest (its signer may be one this keyring does
+    not trust), and ``signatures/`` must hold nothing else.  Returns the first
+    signature that verifies; else raises SignatureError for the most telling
+    failure (one line, its kind first).
     """
     if not os.path.isfile(keyring):
         raise XenguestError(f"{keyring}: no such keyring file (PEM CA certificates)")
     data = _manifest_bytes(image)
+    stray = stray_failure(image)
+    if stray is not None:
+        raise stray
     names = signature_members(image)
     if not names:
         raise _failure(image, "no signature", "the image is not signed")
-    failures: List[SignatureError] = []
+    untrusted: List[SignatureError] = []
+    unsound: List[SignatureError] = []
     verified: Optional[Verified] = None
     for name in names:
         try:
             signer = _cms_verify(image, name, keyring)
             assert signer is not None
-            verified = Verified(signer, name)
-            break
+            verified = verified or Verified(signer, name)
         except SignatureError as e:
-            failures.append(e)
-    if verified is None:
+            if e.kind not in TRUST_KINDS:
+                unsound.append(e)
+                continue
+            try:
+                check_matches(image, name)
+                untrusted.append(e)
+            except SignatureError as bad:
+                unsound.append(bad)
+    failures = unsound or ([] if verified else untrusted)
+    if failures:
         failures.sort(key=lambda e: KINDS.index(e.kind))
         raise failures[0]
+    assert verified is not None
     lines = manifest.parse(data, f"{image.path}: {layout.MANIFEST_MEMBER}")
     findings = manifest.verify(image, lines)
     if findings:

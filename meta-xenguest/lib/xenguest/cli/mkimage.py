@@ -170,8 +170,10 @@ class Sign(Command):
         "Sign the manifest of XENGUEST with KEY and its certificate CERT (PEM), as a\n"
         "detached CMS signature stored in signatures/<fingerprint>.cms.  Signing again\n"
         "with the same certificate replaces its signature; other signers' signatures\n"
-        "stay (key rotation).  A file image gets the signature appended.  KEY is only\n"
-        "passed to openssl; it must not be protected by a passphrase."
+        "stay (key rotation) unless they are over an older manifest (after an update):\n"
+        "those are removed.  A file image gets the signature appended (rewritten when\n"
+        "signatures are removed).  KEY is only passed to openssl; it must not be\n"
+        "protected by a passphrase."
     )
 
     def setup_parser(self, parser: argparse.ArgumentParser) -> None:
@@ -195,10 +197,12 @@ class Verify(Command):
     description = (
         "Check that a signature of XENGUEST was made by a certificate that chains to a\n"
         "CA certificate of KEYRING (PEM) and is valid now, and that it is over the\n"
-        "manifest; then recompute every digest.  Exit status 0 when all holds, else 1\n"
-        "with one line naming the failure: no signature, unknown signer, expired\n"
-        "certificate, certificate not yet valid, manifest tampered, invalid signature,\n"
-        "digest mismatch (naming the member) or no manifest."
+        "manifest, as every other signature must be (whoever made it); then recompute\n"
+        "every digest.  Exit status 0 when all holds, else 1 with one line naming the\n"
+        "failure: no signature, not a signature (anything in signatures/ but\n"
+        "signatures), unknown signer, expired certificate, certificate not yet valid,\n"
+        "manifest tampered, invalid signature, digest mismatch (naming the member) or\n"
+        "no manifest."
     )
 
     def setup_parser(self, parser: argparse.ArgumentParser) -> None:

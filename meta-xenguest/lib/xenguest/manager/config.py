@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
+from ..digits import decimal_number
 from . import ManagerError
 
 DEFAULT_PATH = "/etc/xenguest/manager.conf"
@@ -91,11 +92,11 @@ def _absolute_list(value: str) -> List[str]:
 
 
 def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a number of seconds") from None
-    if not 0 < seconds < 10 ** 7:
+    negative = value.startswith("-")
+    seconds = decimal_number(value[1:] if negative else value)
+    if seconds is None:
+        raise ValueError(f"{value!r} is not a number of seconds")
+    if negative or not 0 < seconds < 10 ** 7:
         raise ValueError(f"{value!r} must be a positive number of seconds")
     return seconds
 

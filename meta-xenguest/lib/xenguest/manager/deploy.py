@@ -28,7 +28,7 @@ from .guestcfg import GuestParams, read_params
 from .guests import IMAGE_SUFFIX, Manager
 from .initscripts import MANAGER_VARS
 from .provision import DiskPlan, Provisioner, plan_disk
-from .state import MANAGER_FILES, GuestRecord, check_guest_name, discard, read_record_if_any
+from .state import GuestRecord, check_guest_name, discard, read_record_if_any
 
 log = logging.getLogger("xenguest.manager")
 
@@ -56,10 +56,6 @@ class Deployer:
             name = name or default_name(image_path, editor)
             params = read_params(editor.params, MANAGER_VARS)
             plan = plan_disk(editor.disk)
-            clash = [n for n in MANAGER_FILES if image.exists(n)]
-            if clash:
-                raise ManagerError(f"{image_path}: {clash[0]} is a name xenguest-manager "
-                                   "uses in a guest folder; the image may not hold it")
             backend = self.manager.backend(None)
             if plan:
                 self.host.require(plan.commands() | backend.commands())

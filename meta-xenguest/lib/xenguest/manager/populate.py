@@ -19,6 +19,7 @@ Limits: extended attributes and ACLs in the archive are not copied; owner
 names are ignored (numeric ids are used); file names cannot hold a newline.
 """
 
+import math
 import os
 import re
 import shutil
@@ -60,6 +61,10 @@ def _quote(text: str) -> str:
 
 
 def _mtime(member: tarfile.TarInfo) -> int:
+    """The member's modification time, clamped to what the filesystems hold."""
+    if not math.isfinite(member.mtime):  # a pax header may say "nan" or "inf"
+        raise ManagerError(f"archive member {member.name!r}: its modification time is not "
+                           "a number")
     return min(max(int(member.mtime), 0), MAX_TIME)
 
 

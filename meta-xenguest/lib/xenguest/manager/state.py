@@ -26,15 +26,15 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
-from ..layout import GUEST_NAME
+from ..layout import GUEST_NAME, HOST_CONFIG, HOST_DISK, HOST_RECORD
 from . import ManagerError
 
 log = logging.getLogger("xenguest.manager")
 
 GUESTS = "guests"
 LOCKS = "locks"
-RECORD = "xenguest-manager.json"
-DISK_FILE = "disk.img"
+RECORD = HOST_RECORD
+DISK_FILE = HOST_DISK
 RECORD_VERSION = 1
 #: Lock file (in locks/) of the guests' network addresses: not a guest name.
 ADDRESSES_LOCK = ".addresses.lock"
@@ -55,10 +55,7 @@ def check_guest_name(name: str) -> str:
     return name
 
 
-CONFIG_FILE = "xl.cfg"
-
-#: Top-level names the manager writes in a guest folder (an image may not use them).
-MANAGER_FILES = (RECORD, DISK_FILE, CONFIG_FILE)
+CONFIG_FILE = HOST_CONFIG
 
 
 @dataclass

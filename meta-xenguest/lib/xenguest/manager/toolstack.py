@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
+from ..digits import whole_number
 from .host import CommandError, Host
 
 log = logging.getLogger("xenguest.manager")
@@ -110,10 +111,8 @@ class XlToolstack(Toolstack):
 
     def domid(self, name: str) -> Optional[int]:
         result = self.host.run("xl", ["domid", name], check=False)
-        text = result.stdout.strip()
-        if result.returncode != 0 or not text.isdigit():
-            return None
-        return int(text)
+        domid = whole_number(result.stdout.strip())
+        return domid if result.returncode == 0 else None
 
     def domains(self) -> List[Domain]:
         return parse_xl_list(self._xl("list"))
@@ -124,12 +123,10 @@ def parse_xl_list(text: str) -> List[Domain]:
     domains = []
     for line in text.splitlines()[1:]:
         fields = line.split()
-        if len(fields) < 6 or not fields[-5].isdigit():
+        domid = whole_number(fields[-5]) if len(fields) >= 6 else None
+        if not domid:  # not a domain line, or dom0
             continue
         name = " ".join(fields[:-5])
-        domid = int(fields[-5])
-        if domid == 0:
-            continue
         domains.append(Domain(name, domid, fields[-2]))
     return domains
 
