@@ -351,6 +351,12 @@ def tree(path: str) -> List[str]:
     return sorted(found)
 
 
+def lines(path: str) -> List[str]:
+    """The lines of a text file (a trace), trailing blanks stripped."""
+    with open(path) as f:
+        return [line.rstrip() for line in f.read().splitlines()]
+
+
 def is_executable(path: str) -> bool:
     return bool(os.stat(path).st_mode & stat.S_IXUSR)
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from manager_util import RecordingToolstack, make_image, manager, script, write
+from manager_util import RecordingToolstack, lines, make_image, manager, script, write
 from xenguest.errors import XenguestError
 from xenguest.manager import ManagerError
 
@@ -37,10 +37,6 @@ def setup(tmp_path):
     mgr.create(image)
     return mgr, toolstack, trace
 
-
-def lines(path):
-    with open(path) as f:
-        return [line.rstrip() for line in f.read().splitlines()]
 
 
 def guest_script(mgr, stage, name, body):

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from manager_util import RecordingToolstack, make_image, manager, script, write
+from manager_util import RecordingToolstack, lines, make_image, manager, script, write
 from xenguest.manager import ManagerError
 from xenguest.manager import natconf
 from xenguest.manager.config import ManagerConfig, parse_config
@@ -219,10 +219,6 @@ def network_guest(tmp_path, kind, pre_script=TRACE, forwards=""):
     mgr.create(image)
     return mgr, toolstack, trace
 
-
-def lines(path):
-    with open(path) as f:
-        return f.read().splitlines()
 
 
 def test_the_bridge_check_comes_after_init_pre(tmp_path):

@@ -67,6 +67,14 @@ guest_ns() {{  # a namespace for the guest, its end of a veth pair in it, and it
     ip link set vif9.0 master {nat_bridge} up
 }}
 in_guest() {{ nsenter -t $GUEST_PID -n "$@"; }}
+start_nat_guest() {{  # NAME IMAGE: create and start it (fake xl), then run what Xen's
+                      # vif-xenguest runs for its vif (backend/vif/9/0); sets MAC and ADDRESS
+    $M create "$2" "$1" && $M start "$1" || echo start-failed
+    MAC=$($M status "$1" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["nic"]["mac"])')
+    ADDRESS=$($M status "$1" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["nic"]["ipv4"])')
+    echo "{{\\"backend/vif/9/0/mac\\": \\"$MAC\\", \\"/local/domain/9/name\\": \\"$1\\"}}" > {values}
+    XENBUS_PATH=backend/vif/9/0 $M network hotplug online || echo online-failed
+}}
 leftovers() {{
     echo "$1-elements:[$(nft list map inet xenguest tcp_forward 2>/dev/null | grep -c '[0-9] : [0-9]')]"
     echo "$1-hosts:[$(ls {run}/network/dhcp-hosts 2>/dev/null)]"
@@ -133,7 +141,8 @@ def net(tmp_path):
 
     def bash(script: str, timeout: float = 90) -> str:
         text = PRELUDE.format(config=n.config, python=sys.executable, launcher=LAUNCHER,
-                              nat_bridge="xgnat0", run=n.run) + textwrap.dedent(script)
+                              nat_bridge="xgnat0", run=n.run, values=n.values)
+        text += textwrap.dedent(script)
         proc = subprocess.run(["unshare", "-n", "-m", "--propagation", "private", "bash", "-c",
                                text], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               universal_newlines=True, timeout=timeout, cwd=str(tmp_path))
@@ -215,17 +224,14 @@ def test_nat_guest_dhcp_forward_and_release(net):
     image = nat_image(net.tmp)
     out = net.bash(r"""
         $M network up || echo up-failed
-        $M create {image} web && $M start web || echo start-failed
-        MAC=$($M status web --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["nic"]["mac"])')
-        echo "{{\"backend/vif/9/0/mac\": \"$MAC\", \"/local/domain/9/name\": \"web\"}}" > {values}
+        start_nat_guest web {image}
         guest_ns "$MAC"
-        XENBUS_PATH=backend/vif/9/0 $M network hotplug online || echo online-failed
         leftovers online
         in_guest busybox udhcpc -i geth -n -q -t 5 -T 1 -O dns -s {script} 2>&1 | grep guest-lease
         in_guest busybox nc -l -p 22 -e busybox echo hello-from-the-guest &
         sleep 0.5
         echo "forwarded:[$(busybox nc -w 5 192.168.213.1 2222 </dev/null)]"
-        echo "direct-ping:[$(busybox ping -c 1 -W 2 $($M status web --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["nic"]["ipv4"])') >/dev/null && echo ok)]"
+        echo "direct-ping:[$(busybox ping -c 1 -W 2 $ADDRESS >/dev/null && echo ok)]"
         echo "leases:[$(awk '{{print $2, $3}}' {run}/network/dnsmasq.leases)]"
         $M network status
         XENBUS_PATH=backend/vif/9/0 $M network hotplug offline || echo offline-failed
@@ -233,7 +239,7 @@ def test_nat_guest_dhcp_forward_and_release(net):
         XENBUS_PATH=backend/vif/9/0 $M network hotplug offline && echo offline-again-ok
         $M stop web && echo stopped
         $M network down
-        """.format(image=image, values=net.values, script=net.udhcpc_script, run=net.run))
+        """.format(image=image, script=net.udhcpc_script, run=net.run))
     assert "failed" not in out, out
     with open(os.path.join(net.state, "guests", "web", "xenguest-manager.json")) as f:
         nic = json.load(f)["nic"]
@@ -255,15 +261,12 @@ def test_stop_releases_what_the_hotplug_script_left(net):
     image = nat_image(net.tmp, "2222:22")
     out = net.bash(r"""
         $M network up || echo up-failed
-        $M create {image} web && $M start web || echo start-failed
-        MAC=$($M status web --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["nic"]["mac"])')
-        echo "{{\"backend/vif/9/0/mac\": \"$MAC\", \"/local/domain/9/name\": \"web\"}}" > {values}
-        XENBUS_PATH=backend/vif/9/0 $M network hotplug online || echo online-failed
+        start_nat_guest web {image}
         leftovers started
         $M stop web || echo stop-failed
         leftovers stopped
         $M network down
-        """.format(image=image, values=net.values))
+        """.format(image=image))
     assert "failed" not in out, out
     assert "started-elements:[1]" in out and "stopped-elements:[0]" in out, out
     assert "stopped-hosts:[]" in out and "stopped-records:[]" in out, out
@@ -276,15 +279,12 @@ def test_a_port_another_guest_forwards_is_refused(net):
         ("--set-param", "XENGUEST_NETWORK_PORT_FORWARD=8080:80 2222:23")])
     out = net.bash(r"""
         $M network up || echo up-failed
-        $M create {first} web && $M start web || echo start-failed
-        MAC=$($M status web --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["nic"]["mac"])')
-        echo "{{\"backend/vif/9/0/mac\": \"$MAC\", \"/local/domain/9/name\": \"web\"}}" > {values}
-        XENBUS_PATH=backend/vif/9/0 $M network hotplug online || echo online-failed
+        start_nat_guest web {first}
         $M create {second} db
         $M start db 2>&1 | tail -n 1
         echo "elements:[$(nft list map inet xenguest tcp_forward | grep elements | tr -s ' \t' ' ')]"
         $M network down
-        """.format(first=first, second=second, values=net.values))
+        """.format(first=first, second=second))
     assert "start-failed" not in out and "online-failed" not in out, out
     assert ("xenguest-manager start: guest db: host port 2222/tcp is forwarded to running "
             "guest web already") in out, out

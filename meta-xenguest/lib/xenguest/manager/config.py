@@ -178,6 +178,7 @@ class Setting(NamedTuple):
 SETTINGS: List[Setting] = [
     Setting("manager", "guest_folders", "guest_folders", _absolute_list),
     Setting("manager", "state_folder", "state_folder", _absolute),
+    Setting("manager", "runtime_folder", "runtime_folder", _absolute),
     Setting("manager", "host_scripts", "host_scripts", _optional_absolute),
     Setting("manager", "stop_timeout", "stop_timeout", _seconds),
     Setting("manager", "script_timeout", "script_timeout", _seconds),
@@ -189,7 +190,6 @@ SETTINGS: List[Setting] = [
             _matching(_VG_NAME, "volume group name", empty_ok=True)),
     Setting("disk", "lv_prefix", "lv_prefix",
             _matching(re.compile(r"[A-Za-z0-9+_.-]{0,32}\Z"), "volume name prefix", True)),
-    Setting("manager", "runtime_folder", "runtime_folder", _absolute),
     Setting("network", "bridge", "bridge", _ifname),
     Setting("network", "bridge_members", "bridge_members", _ifname_list),
     Setting("network", "bridge_address", "bridge_address", _bridge_address),
