@@ -265,3 +265,17 @@ def test_every_operation_has_help(capsys):
                "autostart", "shutdown-all", "help"):
         assert "usage: xenguest-manager " + op in ok(capsys, op, "--help")
     assert "shutdown-all" in ok(capsys, "help")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1", "1e400", "soon", ""])
+def test_timeouts_are_checked_like_the_settings(env, capsys, value):
+    """--timeout nan (or inf, or <= 0) would make stop --kill wait forever: refused."""
+    ok(capsys, "create", guest_image(env))
+    ok(capsys, "start", "web")
+    env.xl.update(shutdown_polls=-1)
+    for args in (["stop", "web", "--kill"], ["shutdown-all", "--kill"], ["remove", "web"]):
+        message = fails(capsys, *args, f"--timeout={value}", rc=2)
+        assert message.startswith(f"argument --timeout: {value!r} "), message
+        assert "number of seconds" in message
+    assert "web" in env.xl.domains()
+    assert [op[0] for op in env.xl.ops()] == ["create", "unpause"]

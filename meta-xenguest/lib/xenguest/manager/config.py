@@ -77,7 +77,9 @@ def _absolute_list(value: str) -> List[str]:
     return [_absolute(v) for v in value.split()]
 
 
-def _seconds(value: str) -> float:
+def seconds(value: str) -> float:
+    """A timeout of the settings or the command line: a finite number of seconds
+    above 0 (below 10**7); ValueError saying what is wrong."""
     try:
         seconds = float(value)
     except ValueError:
@@ -114,9 +116,9 @@ SETTINGS: List[Setting] = [
     Setting("manager", "guest_folders", "guest_folders", _absolute_list),
     Setting("manager", "state_folder", "state_folder", _absolute),
     Setting("manager", "host_scripts", "host_scripts", _optional_absolute),
-    Setting("manager", "stop_timeout", "stop_timeout", _seconds),
-    Setting("manager", "script_timeout", "script_timeout", _seconds),
-    Setting("manager", "lock_timeout", "lock_timeout", _seconds),
+    Setting("manager", "stop_timeout", "stop_timeout", seconds),
+    Setting("manager", "script_timeout", "script_timeout", seconds),
+    Setting("manager", "lock_timeout", "lock_timeout", seconds),
     Setting("log", "file", "log_file", _optional_absolute),
     Setting("log", "level", "log_level", _choice(*LOG_LEVELS)),
     Setting("disk", "backend", "disk_backend", _choice(*DISK_BACKENDS)),
