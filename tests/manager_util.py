@@ -16,6 +16,7 @@ import io
 import json
 import os
 import stat
+import subprocess
 import sys
 import tarfile
 import textwrap
@@ -392,3 +393,24 @@ def install_fake_lvm(folder: str, groups: Sequence[str]) -> Dict[str, str]:
         os.symlink(tool, os.path.join(root, name))
         commands[name] = os.path.join(root, name)
     return commands
+
+
+def peak_memory_growth(statement: str, setup: str = "", env: Optional[Dict[str, str]] = None
+                       ) -> Tuple[int, str]:
+    """Run *setup* then *statement* in a new Python process (the library importable);
+    return how much its peak RSS grew during *statement* (KiB) and what it printed."""
+    code = "\n".join([
+        "import resource, sys",
+        f"sys.path.insert(0, {os.path.join(ROOT, 'meta-xenguest', 'lib')!r})",
+        setup,
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss",
+        statement,
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)",
+    ])
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=full_env, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = proc.stdout.decode().splitlines()
+    return int(out[-1]), "\n".join(out[:-1])

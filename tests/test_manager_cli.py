@@ -6,6 +6,7 @@ command lines it uses on a Xen host.  Disks, scripts, settings, locks and the
 state folder are real.  The end-to-end test under a real Xen is elsewhere.
 """
 
+import ast
 import fcntl
 import json
 import os
@@ -14,7 +15,8 @@ import sys
 
 import pytest
 
-from manager_util import (LAUNCHER, FakeXl, config_file, make_image, make_tar, script,
+from manager_util import (LAUNCHER, FakeXl, config_file, make_image, make_tar,
+                          peak_memory_growth, script,
                           tar_entry, tree, write)
 from xenguest import operations
 from xenguest.cli.manager import main
@@ -279,3 +281,39 @@ def test_timeouts_are_checked_like_the_settings(env, capsys, value):
         assert "number of seconds" in message
     assert "web" in env.xl.domains()
     assert [op[0] for op in env.xl.ops()] == ["create", "unpause"]
+
+
+def test_init_script_output_is_streamed_to_the_log_line_by_line(env, capsys):
+    """32 MiB of output on one line: logged in bounded pieces, never held in memory."""
+    ok(capsys, "create", guest_image(env))
+    script(os.path.join(env.state, "guests", "web", "init.d", "50-loud"), """\
+        head -c 33554432 /dev/zero | tr '\\0' x
+        echo
+        echo "short line"
+        printf 'no newline at the end'
+        """)
+    growth, _ = peak_memory_growth("rc = main(['start', 'web']); assert rc == 0, rc",
+                                   "from xenguest.cli.manager import main",
+                                   {"XENGUEST_MANAGER_CONFIG": env.config})
+    assert growth < 16 * 1024, f"peak RSS grew by {growth} KiB"
+    pieces = 0
+    with open(str(env.tmp / "manager.log"), encoding="utf-8") as log:
+        logged = [line.rstrip("\n").split(" init.d/50-loud: ", 1)[1] for line in log
+                  if " init.d/50-loud: " in line]
+    for text in logged[:-2]:
+        assert set(text) == {"x"} and len(text) <= 4096
+        pieces += len(text)
+    assert pieces == 32 << 20
+    assert logged[-2:] == ["short line", "no newline at the end"]
+
+
+def test_host_commands_output_is_bounded_in_memory():
+    """A host command printing 32 MiB: the manager keeps the beginning and the last line."""
+    growth, out = peak_memory_growth(
+        "r = Host().run('sh', ['-c', 'head -c 33554432 /dev/zero; echo; echo done >&2; "
+        "echo the end'], check=False)\n"
+        "print(repr((len(r.stdout), last_line(r.stdout), r.stderr)))",
+        "from xenguest.manager.host import Host, last_line")
+    assert growth < 16 * 1024, f"peak RSS grew by {growth} KiB"
+    size, last, stderr = ast.literal_eval(out)
+    assert size < 2 << 20 and last == "the end" and stderr == "done\n"
