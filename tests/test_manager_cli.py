@@ -128,6 +128,17 @@ def test_create_refusals_leave_nothing(env, capsys):
                                               "create it with --replace)")
 
 
+def test_empty_paths_are_named_as_such(env, capsys, monkeypatch):
+    """An empty IMAGE is not the current folder, an empty --config not the default."""
+    folder = env.tmp / "cwd"
+    folder.mkdir()
+    operations.create(str(folder))  # a directory image: what 'create ""' would have used
+    monkeypatch.chdir(folder)
+    assert fails(capsys, "create", "", "web") == "the image path is empty"
+    assert fails(capsys, "list", "--config", "") == "the settings file path is empty"
+    assert guests_left(env) == []
+
+
 def test_replace(env, capsys):
     image = guest_image(env)
     ok(capsys, "create", image)

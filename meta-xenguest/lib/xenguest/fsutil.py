@@ -31,6 +31,13 @@ class Tracker:
             self.progress(self.total, self.total)
 
 
+def require_path(path: str, what: str) -> str:
+    """*path*, unless it is empty (an empty path is not the current folder)."""
+    if not path:
+        raise ImageError(f"the {what} path is empty")
+    return path
+
+
 def makedirs(root: str, rel: str, created: List[str]) -> None:
     """Create the folders of *rel* below *root*; append the ones made to *created*."""
     path = root

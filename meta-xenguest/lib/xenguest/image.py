@@ -28,7 +28,7 @@ from typing import BinaryIO, Dict, List, Optional, Set, Tuple
 from . import archive, layout, manifest, streams
 from .archive_append import append_members, atomic_output, can_append
 from .errors import ImageError, XenguestError
-from .fsutil import Progress, Tracker, makedirs, rmdir_quietly, unlink_quietly
+from .fsutil import Progress, Tracker, makedirs, require_path, rmdir_quietly, unlink_quietly
 from .streams import write_all
 
 DIRECTORY = "directory"
@@ -72,6 +72,7 @@ class Image:
     @classmethod
     def open(cls, path: str) -> "Image":
         """Open an existing directory or file image for reading and editing."""
+        require_path(path, "image")
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -92,6 +93,7 @@ class Image:
     @classmethod
     def new(cls, path: str, kind: str) -> "Image":
         """Start an empty image that :meth:`commit` will write to *path*."""
+        require_path(path, "image")
         return cls(path, kind, is_new=True)
 
     def _scan_tar(self) -> None:

@@ -15,6 +15,7 @@ from .check import check_image, verify_content
 from .editor import PAYLOAD_KEYS, GuestEditor
 from .errors import ImageError, XenguestError
 from .image import DIRECTORY, FILE, Image, Progress
+from .fsutil import require_path
 from .image_copy import copy_tree_out
 from .options import Edit, apply_edits
 from .problems import ERROR, Problem
@@ -32,7 +33,7 @@ def _refuse_errors(problems: Iterable[Problem], before: Iterable[Problem] = ()) 
 def create(path: str, edits: Iterable[Edit] = (), progress: Progress = None) -> None:
     """Create an image at *path*: a directory image in an existing empty folder,
     else a file image (an existing file is replaced, atomically)."""
-    if os.path.isdir(path):
+    if os.path.isdir(require_path(path, "image")):
         if os.listdir(path):
             raise ImageError(
                 f"{path}: folder is not empty (a directory image is created only in an empty folder)"
@@ -61,7 +62,7 @@ def update(path: str, edits: Iterable[Edit], progress: Progress = None,
     *partial* edits a directory that need not be a complete image (it is
     created if missing) and skips the completeness checks.
     """
-    if partial and not os.path.lexists(path):
+    if partial and not os.path.lexists(require_path(path, "image")):
         try:
             os.mkdir(path)
         except OSError as e:
@@ -118,6 +119,8 @@ def pack(source: str, dest: str, progress: Progress = None) -> None:
 
     *dest* must not exist, unless it is *source* itself (compacts an updated image).
     """
+    require_path(source, "image")
+    require_path(dest, "destination")
     same = os.path.lexists(dest) and os.path.exists(source) and os.path.samefile(source, dest)
     if os.path.lexists(dest) and not same:
         raise ImageError(f"{dest}: exists already: pack writes a new file")
@@ -133,7 +136,7 @@ def extract(source: str, dest: str, config_only: bool = False) -> List[str]:
 
     *config_only* leaves out the disk content (``disk/``).
     """
-    if not os.path.isdir(dest):
+    if not os.path.isdir(require_path(dest, "destination")):
         raise ImageError(f"{dest}: no such folder")
 
     def wanted(name: str) -> bool:

@@ -28,6 +28,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import layout, manifest
 from .errors import ImageError, XenguestError
+from .fsutil import require_path
 from .image import Image
 
 SUFFIX = ".cms"
@@ -140,7 +141,7 @@ def sign(path: str, key: str, cert: str, chain: Optional[str] = None) -> Tuple[s
     read: signing appends to a file image, O(metadata)).
     """
     for what, value in (("key", key), ("certificate", cert), ("chain", chain)):
-        if value is not None and not os.path.isfile(value):
+        if value is not None and not os.path.isfile(require_path(value, what)):
             raise XenguestError(f"{value}: no such {what} file")
     signer = certificate(cert)
     with Image.open(path) as image:
@@ -226,7 +227,7 @@ def verify_signed(image: Image, keyring: str) -> Verified:
     Returns the first signature that verifies; else raises SignatureError for
     the most telling failure (one line, its kind first).
     """
-    if not os.path.isfile(keyring):
+    if not os.path.isfile(require_path(keyring, "keyring")):
         raise XenguestError(f"{keyring}: no such keyring file (PEM CA certificates)")
     data = _manifest_bytes(image)
     names = signature_members(image)

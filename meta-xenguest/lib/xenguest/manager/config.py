@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
+from ..fsutil import require_path
 from . import ManagerError
 
 DEFAULT_PATH = "/etc/xenguest/manager.conf"
@@ -137,8 +138,8 @@ COMMANDS_SECTION = "commands"
 
 def config_path(explicit: Optional[str], environ: Mapping[str, str]) -> Tuple[str, bool]:
     """The settings file to read and whether it must exist."""
-    if explicit:
-        return explicit, True
+    if explicit is not None:
+        return require_path(explicit, "settings file"), True
     if environ.get(ENV_VAR):
         return environ[ENV_VAR], True
     return DEFAULT_PATH, False

@@ -18,6 +18,7 @@ from .. import layout, signing
 from ..check import check_image
 from ..editor import GuestEditor
 from ..errors import XenguestError
+from ..fsutil import require_path
 from ..image import Image
 from ..image_copy import copy_tree_out
 from ..operations import open_image
@@ -46,7 +47,7 @@ class Deployer:
     def create(self, image_path: str, name: Optional[str] = None,
                replace: bool = False) -> str:
         """Make guest *name* (default: from the image file name) from an image."""
-        image_path = os.path.abspath(image_path)
+        image_path = os.path.abspath(require_path(image_path, "image"))
         if name is not None:
             check_guest_name(name)
         with open_image(image_path) as image:
