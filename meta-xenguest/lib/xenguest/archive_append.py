@@ -33,7 +33,6 @@ replaces it atomically.
 """
 
 import contextlib
-import fcntl
 import os
 import stat
 import tempfile
@@ -98,7 +97,8 @@ def append_members(path: str, index: TarIndex, write: Callable[[TarWriter], None
                    mtime: Optional[int] = None) -> None:
     """Append the members that *write* adds to the TarWriter it gets, crash-safely.
 
-    *index* must be an open index of *path*; it is stale afterwards (re-open it).
+    *index* must be an open index of *path*, read under the image's writer lock
+    (:mod:`xenguest.locking`); it is stale afterwards (re-open it).
     On any exception before the commit the file is left byte-identical; an
     error after it (renaming older occurrences) leaves a valid, updated archive.
     ArchiveError if the image cannot be appended to (see :func:`can_append`).
@@ -112,10 +112,6 @@ def append_members(path: str, index: TarIndex, write: Callable[[TarWriter], None
     except OSError as exc:
         raise ImageError(f"cannot open {path} for writing: {exc.strerror}") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise ArchiveError(f"{path} is being modified by another process") from None
         info = os.fstat(fd)
         if (info.st_dev, info.st_ino, info.st_size) != index.identity:
             raise ArchiveError(f"{path} changed since it was read")

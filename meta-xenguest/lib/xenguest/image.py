@@ -11,6 +11,9 @@ of the original image) — and then committed in one step:
 * a directory image gets new files staged as temporary files first, then
   renamed into place, then removed files deleted.
 
+Writers open an image with ``write=True`` (or start one with :meth:`Image.new`)
+and so hold its writer lock (:mod:`xenguest.locking`) until they close it.
+
 Every commit keeps the digest manifest (:mod:`xenguest.manifest`) right: the
 members written are hashed while they are copied; an append lists unchanged
 members with their line of the previous manifest (nothing else is read) and
@@ -25,7 +28,7 @@ import stat
 from dataclasses import dataclass
 from typing import BinaryIO, Dict, List, Optional, Set, Tuple
 
-from . import archive, layout, manifest, streams
+from . import archive, layout, locking, manifest, streams
 from .archive_append import append_members, atomic_output, can_append
 from .errors import ImageError, XenguestError
 from .fsutil import Progress, Tracker, makedirs, require_path, rmdir_quietly, unlink_quietly
@@ -66,12 +69,14 @@ class Image:
         self._base: Dict[str, Entry] = {}
         self._entries: Dict[str, Entry] = {}
         self._dirs: Set[str] = set()
+        self._lock: Optional[int] = None
 
     # -- opening ---------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str) -> "Image":
-        """Open an existing directory or file image for reading and editing."""
+    def open(cls, path: str, write: bool = False) -> "Image":
+        """Open an existing directory or file image for reading, or with *write*
+        for editing and committing (the writer lock is held until :meth:`close`)."""
         require_path(path, "image")
         try:
             st = os.stat(path)
@@ -81,20 +86,42 @@ class Image:
             raise ImageError(f"{path}: cannot open image: {e.strerror}") from None
         if stat.S_ISDIR(st.st_mode):
             image = cls(path, DIRECTORY, is_new=False)
-            image._scan_directory()
         elif stat.S_ISREG(st.st_mode):
             image = cls(path, FILE, is_new=False)
-            image._scan_tar()
         else:
             raise ImageError(f"{path}: not a directory or a regular file")
+        try:
+            image._take_lock(write)
+            image._rescan()
+            if image._lock is not None and image.index is not None and \
+                    image.index.identity[:2] != locking.identity(image._lock):
+                raise ImageError(f"{path}: replaced while being opened (by a writer that "
+                                 "does not lock it): try again")
+        except BaseException:
+            image.close()
+            raise
         image._base = dict(image._entries)
         return image
 
     @classmethod
     def new(cls, path: str, kind: str) -> "Image":
-        """Start an empty image that :meth:`commit` will write to *path*."""
+        """Start an empty image that :meth:`commit` will write to *path* (the writer
+        lock of what *path* holds, if anything, is held until :meth:`close`)."""
         require_path(path, "image")
-        return cls(path, kind, is_new=True)
+        image = cls(path, kind, is_new=True)
+        if kind == DIRECTORY or os.path.isfile(path):
+            image._take_lock(True)
+        return image
+
+    def _take_lock(self, write: bool) -> None:
+        """Hold the image's lock (see :mod:`.locking`)."""
+        if write or self.kind == DIRECTORY:
+            try:
+                self._lock = locking.lock_image(self.path, exclusive=write)
+            except FileNotFoundError:
+                raise ImageError(f"{self.path}: no such image") from None
+            except OSError as e:
+                raise ImageError(f"{self.path}: cannot open image: {e.strerror}") from None
 
     def _scan_tar(self) -> None:
         self.index = archive.TarIndex.open(self.path)
@@ -129,6 +156,12 @@ class Image:
                     )
 
     def close(self) -> None:
+        self._close_index()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def _close_index(self) -> None:
         if self.index is not None:
             self.index.close()
             self.index = None
@@ -286,7 +319,6 @@ class Image:
             self._append_changes(progress)
         else:
             self.write_file(self.path, progress)
-        self.close()
         self._rescan()
         self._base = dict(self._entries)
         self.is_new = False
@@ -357,6 +389,7 @@ class Image:
         tracker.finish()
 
     def _rescan(self) -> None:
+        self._close_index()
         self._entries.clear()
         self._dirs.clear()
         if self.kind == FILE:
@@ -449,7 +482,6 @@ class Image:
             os.replace(tmp, target)
         for entry in removed:
             unlink_quietly(entry.path or os.path.join(self.path, *entry.name.split("/")))
-        self._rescan()
 
     def _stage(self, entry: Entry, tmp: str, hasher: Optional[streams.Hasher]) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)

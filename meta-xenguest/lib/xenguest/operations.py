@@ -15,7 +15,7 @@ from .check import check_image, verify_content
 from .editor import PAYLOAD_KEYS, GuestEditor
 from .errors import ImageError, XenguestError
 from .image import DIRECTORY, FILE, Image, Progress
-from .fsutil import require_path
+from .fsutil import require_path, rmdir_quietly
 from .image_copy import copy_tree_out
 from .options import Edit, apply_edits
 from .problems import ERROR, Problem
@@ -34,10 +34,6 @@ def create(path: str, edits: Iterable[Edit] = (), progress: Progress = None) -> 
     """Create an image at *path*: a directory image in an existing empty folder,
     else a file image (an existing file is replaced, atomically)."""
     if os.path.isdir(require_path(path, "image")):
-        if os.listdir(path):
-            raise ImageError(
-                f"{path}: folder is not empty (a directory image is created only in an empty folder)"
-            )
         kind = DIRECTORY
     else:
         if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
@@ -47,6 +43,10 @@ def create(path: str, edits: Iterable[Edit] = (), progress: Progress = None) -> 
             raise ImageError(f"{path}: folder {parent} does not exist")
         kind = FILE
     with Image.new(path, kind) as image:
+        if kind == DIRECTORY and os.listdir(path):
+            raise ImageError(
+                f"{path}: folder is not empty (a directory image is created only in an empty folder)"
+            )
         editor = GuestEditor(image)
         editor.reset_guest()
         apply_edits(editor, edits)
@@ -62,22 +62,28 @@ def update(path: str, edits: Iterable[Edit], progress: Progress = None,
     *partial* edits a directory that need not be a complete image (it is
     created if missing) and skips the completeness checks.
     """
-    if partial and not os.path.lexists(require_path(path, "image")):
+    made = partial and not os.path.lexists(require_path(path, "image"))
+    if made:
         try:
             os.mkdir(path)
         except OSError as e:
             raise ImageError(f"{path}: cannot create folder: {e.strerror}") from None
-    with Image.open(path) as image:
-        if partial and image.kind != DIRECTORY:
-            raise ImageError(f"{path}: partial works on directory images only")
-        if not partial:
-            _require_image(image)
-        before = check_image(image, complete=not partial)
-        editor = GuestEditor(image)
-        apply_edits(editor, edits)
-        editor.flush()
-        _refuse_errors(check_image(image, complete=not partial), before)
-        return image.commit(progress, complete=not partial)
+    try:
+        with Image.open(path, write=True) as image:
+            if partial and image.kind != DIRECTORY:
+                raise ImageError(f"{path}: partial works on directory images only")
+            if not partial:
+                _require_image(image)
+            before = check_image(image, complete=not partial)
+            editor = GuestEditor(image)
+            apply_edits(editor, edits)
+            editor.flush()
+            _refuse_errors(check_image(image, complete=not partial), before)
+            return image.commit(progress, complete=not partial)
+    except BaseException:
+        if made:
+            rmdir_quietly(path)
+        raise
 
 
 def _require_image(image: Image) -> None:
@@ -88,9 +94,10 @@ def _require_image(image: Image) -> None:
             raise ImageError(f"{image.path}: damaged xenguest image: {name} is missing")
 
 
-def open_image(path: str) -> Image:
-    """Open an existing, complete image for reading (close it after use)."""
-    image = Image.open(path)
+def open_image(path: str, write: bool = False) -> Image:
+    """Open an existing, complete image for reading, or with *write* for
+    committing changes (close it after use)."""
+    image = Image.open(path, write)
     try:
         _require_image(image)
     except XenguestError:
@@ -126,7 +133,7 @@ def pack(source: str, dest: str, progress: Progress = None) -> None:
         raise ImageError(f"{dest}: exists already: pack writes a new file")
     if os.path.isdir(dest):
         raise ImageError(f"{dest}: is a folder: pack writes a file image")
-    with open_image(source) as image:
+    with open_image(source, write=same) as image:
         _refuse_errors(check_image(image))
         image.write_file(dest, progress)
 

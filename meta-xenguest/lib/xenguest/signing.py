@@ -144,7 +144,7 @@ def sign(path: str, key: str, cert: str, chain: Optional[str] = None) -> Tuple[s
         if value is not None and not os.path.isfile(require_path(value, what)):
             raise XenguestError(f"{value}: no such {what} file")
     signer = certificate(cert)
-    with Image.open(path) as image:
+    with Image.open(path, write=True) as image:
         lines = manifest.read(image)
         data = _manifest_bytes(image)
         assert lines is not None
