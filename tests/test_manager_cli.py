@@ -15,6 +15,7 @@ import sys
 
 import pytest
 
+from interrupt_util import run_interrupted, steps
 from manager_util import (LAUNCHER, FakeXl, config_file, make_image, make_tar,
                           peak_memory_growth, script,
                           tar_entry, tree, write)
@@ -328,3 +329,20 @@ def test_host_commands_output_is_bounded_in_memory():
     assert growth < 16 * 1024, f"peak RSS grew by {growth} KiB"
     size, last, stderr = ast.literal_eval(out)
     assert size < 2 << 20 and last == "the end" and stderr == "done\n"
+
+
+def test_a_start_killed_while_writing_the_xl_config_leaves_nothing_behind(env, capsys):
+    """kill -9 just before xl.cfg is renamed into place: the next start removes the
+    temporary file (the manager's records are written the same way)."""
+    ok(capsys, "create", guest_image(env))
+    guest = os.path.join(env.state, "guests", "web")
+    trace = steps("manager", ["start", "web"], guest, str(env.tmp / "trace"))
+    ok(capsys, "destroy", "web")
+    [nth] = [i for i, step in enumerate(trace, 1)
+             if step.startswith("os.rename") and step.endswith("/xl.cfg")]
+    rc, err = run_interrupted("manager", ["start", "web"], guest, nth)
+    assert rc == -9, err
+    assert [n for n in os.listdir(guest) if "tmp" in n]
+    assert env.xl.domains() == {}
+    ok(capsys, "start", "web")
+    assert [n for n in os.listdir(guest) if "tmp" in n] == []

@@ -501,7 +501,7 @@ def test_ctrl_c_leaves_no_temporary_file(tmp_path):
                              "--disk-add-part=1:5:ext4:big.img", f"--disk-add-file={payload}"],
                             stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
-    while not [n for n in os.listdir(tmp_path) if ".tmp-" in n]:
+    while not [n for n in os.listdir(tmp_path) if ".xenguest-tmp-" in n]:
         assert proc.poll() is None and time.monotonic() < deadline, "no temporary file seen"
         time.sleep(0.005)
     proc.send_signal(signal.SIGINT)

@@ -1,17 +1,21 @@
 """Writers of one image against each other and against interruptions.
 
-Real processes run the real command: concurrent writers (update, pack).
-The image must hold every reported success.
+Real processes run the real command: concurrent writers (update, pack),
+kill -9 at chosen moments of a write (:mod:`interrupt_util`).  The image
+must hold every reported success, and nothing a killed writer left may stay.
 """
 
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from mkimage_util import ok, write
+from interrupt_util import run_interrupted, steps
+from mkimage_util import ok, sha256, write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(ROOT, "meta-xenguest", "lib")
@@ -69,4 +73,46 @@ def test_concurrent_writers_lose_nothing(tmp_path, kind):
     assert params(image) == dict({"GUEST_AUTOBOOT": "1"}, **{
         f"P{r}_{i}": str(i) for r in range(3) for i in range(5)})
     ok("check", "--verify", image)
+
+
+def hidden(folder):
+    return sorted(n for n in os.listdir(folder) if n.startswith("."))
+
+
+@pytest.mark.parametrize("operation", ["create", "pack", "rewriting update"])
+def test_a_killed_writers_temporary_file_goes_with_the_next_write(tmp_path, operation):
+    """kill -9 just before the new image is renamed into place: a full-size hidden file
+    is left; the next writer of the image, whichever, removes it."""
+    blob = write(str(tmp_path / "src" / "blob"), os.urandom(1 << 20))
+    image = str(tmp_path / "g.xenguest")
+    ok("create", image, f"--xen-add-file={blob}", f"--xen-add-file={blob}:other")
+    before = sha256(image)
+    args = {"create": ["create", image, f"--xen-add-file={blob}"],
+            "pack": ["pack", image, image],
+            "rewriting update": ["update", image, "--xen-rm-file=blob"]}[operation]
+    keep = shutil.copy(image, str(tmp_path / "src" / "keep"))
+    trace = steps("mkimage", args, str(tmp_path), str(tmp_path) + ".trace")
+    shutil.copy(keep, image)
+    renames = [i for i, s in enumerate(trace, 1) if s.startswith("os.rename") and "tmp-" in s]
+    assert renames, trace
+    rc, err = run_interrupted("mkimage", args, str(tmp_path), renames[-1])
+    assert rc == -9, err
+    assert sha256(image) == before
+    [left] = hidden(str(tmp_path))
+    assert os.path.getsize(str(tmp_path / left)) > 1 << 20
+    ok("update", image, "--xen-memory=128")  # an append: no temporary file of its own
+    assert hidden(str(tmp_path)) == []
+
+
+def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
+    image = str(tmp_path / "g.xenguest")
+    ok("create", image)
+    live = str(tmp_path / ".g.xenguest.xenguest-tmp-live0001")
+    dead = write(str(tmp_path / ".g.xenguest.xenguest-tmp-dead0001"), b"half an image")
+    with open(write(live, b"being written"), "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        ok("update", image, "--xen-memory=100")
+        assert hidden(str(tmp_path)) == [os.path.basename(live)]
+    ok("pack", image, image)
+    assert hidden(str(tmp_path)) == [] and not os.path.exists(dead)
 

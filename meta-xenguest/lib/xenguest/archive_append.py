@@ -35,12 +35,12 @@ replaces it atomically.
 import contextlib
 import os
 import stat
-import tempfile
 from typing import BinaryIO, Callable, Iterable, Iterator, List, Optional, Tuple
 
 from .archive import (BLOCK, TarIndex, TarWriter, _checksummed, Member,
                       source_date_epoch)
 from .errors import ArchiveError, ImageError, XenguestError
+from .locking import locked_temp, remove_stale_temps
 from .streams import CHUNK
 
 
@@ -158,10 +158,12 @@ def _umask() -> int:
 def atomic_output(path: str) -> Iterator[BinaryIO]:
     """Yield a file object whose content replaces *path* atomically on success.
 
-    The data goes to ``.<basename>.tmp-<random>`` in the same directory (the
-    directory of the symlink's target if *path* is a symbolic link), which is
-    removed on any exception. The new file keeps the old one's permission bits,
-    else gets 0o644 minus the umask. Do not close the yielded file object.
+    The data goes to ``.<basename>.xenguest-tmp-<random>`` in the same directory
+    (the directory of the symlink's target if *path* is a symbolic link), locked
+    until it is renamed and removed on any exception; those left by killed
+    writers are removed first (see :mod:`xenguest.locking`).  The new file keeps
+    the old one's permission bits, else gets 0o644 minus the umask.  Do not
+    close the yielded file object.
 
     Replacing an existing file is durable: the data is synced before the
     rename, so that after a power cut the path holds the old or the new
@@ -170,7 +172,7 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
     the disk.
     """
     target = os.path.realpath(path)
-    directory, base = os.path.split(target)
+    directory = os.path.dirname(target)
     try:
         mode = os.stat(target).st_mode
         durable = True
@@ -179,10 +181,12 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
         durable = False
     if stat.S_ISDIR(mode):
         raise XenguestError(f"{path} is a directory")
+    remove_stale_temps(target)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", dir=directory)
+        fd, tmp = locked_temp(target)
     except OSError as exc:
         raise XenguestError(f"cannot create {path}: {exc.strerror}") from None
+    held = os.dup(fd)  # holds the lock past the file object's close, until the rename
     try:
         with os.fdopen(fd, "wb") as out:
             yield out  # type: ignore[misc]
@@ -195,6 +199,8 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(held)
     if not durable:
         return
     with contextlib.suppress(OSError):

@@ -114,7 +114,8 @@ class Image:
         return image
 
     def _take_lock(self, write: bool) -> None:
-        """Hold the image's lock (see :mod:`.locking`)."""
+        """Hold the image's lock (see :mod:`.locking`); a writer of a file image then
+        removes what killed writers left."""
         if write or self.kind == DIRECTORY:
             try:
                 self._lock = locking.lock_image(self.path, exclusive=write)
@@ -122,6 +123,8 @@ class Image:
                 raise ImageError(f"{self.path}: no such image") from None
             except OSError as e:
                 raise ImageError(f"{self.path}: cannot open image: {e.strerror}") from None
+        if write and self.kind == FILE:
+            locking.remove_stale_temps(self.path)
 
     def _scan_tar(self) -> None:
         self.index = archive.TarIndex.open(self.path)
