@@ -1,8 +1,9 @@
 """Writers of one image against each other and against interruptions.
 
-Real processes run the real command: concurrent writers (update, pack),
-kill -9 at chosen moments of a write (:mod:`interrupt_util`).  The image
-must hold every reported success, and nothing a killed writer left may stay.
+Real processes run the real command: concurrent writers (update, pack,
+sign), kill -9 at chosen moments of a write (``killpoints``), failures half
+way through a directory image's update.  After each, the image must hold
+every reported success and nothing but what it held or what was written.
 """
 
 import fcntl
@@ -15,7 +16,7 @@ import sys
 import pytest
 
 from interrupt_util import run_interrupted, steps
-from mkimage_util import ok, sha256, write
+from mkimage_util import fails, mkimage, ok, sha256, tree, write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(ROOT, "meta-xenguest", "lib")
@@ -116,3 +117,91 @@ def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
     ok("pack", image, image)
     assert hidden(str(tmp_path)) == [] and not os.path.exists(dead)
 
+
+# -- directory images: a failed or killed update changes nothing --------------------------
+
+
+@pytest.fixture
+def folder_image(tmp_path):
+    """A directory image with a folder files/sub/ and a file files/blob."""
+    src = tmp_path / "src"
+    blob = write(str(src / "blob"), os.urandom(64 << 10))
+    run = write(str(src / "run"), "#!/bin/sh\n")
+    image = str(tmp_path / "img")
+    os.mkdir(image)
+    ok("create", image, "--disk-size=1", f"--xen-add-file={blob}:sub/x",
+       f"--xen-add-file={blob}:blob", f"--init-script={run}")
+    return image, blob
+
+
+def listing(image):
+    """Every file and folder of the image folder, hidden ones too, with content."""
+    return tree(image), sorted(os.path.relpath(os.path.join(d, n), image)
+                               for d, dirs, files in os.walk(image) for n in dirs + files)
+
+
+UPDATE = ["--xen-memory=64", "--set-param=NEW=1", "--xen-rm-file=sub/x", "--init-rm-script=run"]
+
+
+def traced_update(tmp_path, image):
+    """The steps of the update UPDATE of *image*, made on a copy (returned as well: the
+    image as the update leaves it)."""
+    ref = shutil.copytree(image, str(tmp_path / "ref"))
+    return steps("mkimage", ["update", ref] + UPDATE, ref, str(tmp_path / "trace")), ref
+
+
+@pytest.mark.parametrize("kind", ["file onto a folder", "file below a file",
+                                  "ctrl-c while staging", "ctrl-c while swapping"])
+def test_a_failed_directory_update_leaves_the_image_as_it_was(tmp_path, folder_image, kind):
+    image, blob = folder_image
+    before = listing(image)
+    if kind == "file onto a folder":
+        message = fails("update", image, *UPDATE, f"--xen-add-file={blob}:sub")
+        assert message.endswith("/files/sub: is a folder or a special file, not a file: it "
+                                "cannot be replaced by one"), message
+    elif kind == "file below a file":
+        message = fails("update", image, *UPDATE, f"--xen-add-file={blob}:blob/y")
+        assert message.endswith("/files/blob: exists and is not a folder"), message
+    else:
+        trace, _ = traced_update(tmp_path, image)
+        phase = "open-write" if kind == "ctrl-c while staging" else "os.rename"
+        points = [i for i, step in enumerate(trace, 1) if step.startswith(phase)]
+        assert len(points) >= 4, trace
+        for nth in points:
+            rc, err = run_interrupted("mkimage", ["update", image] + UPDATE, image, nth,
+                                      how="ctrl-c")
+            assert (rc, err) == (130, "xenguest-mkimage update: interrupted\n"), trace[nth - 1]
+            assert listing(image) == before, trace[nth - 1]
+    assert listing(image) == before
+
+
+def test_an_update_killed_at_any_step_is_undone_or_done_by_the_next_writer(tmp_path,
+                                                                         folder_image):
+    image, _ = folder_image
+    before = listing(image)[0]
+    trace, ref = traced_update(tmp_path, image)
+    after = listing(ref)[0]
+    assert after != before
+    outcomes = set()
+    for nth in range(1, len(trace) + 1):
+        victim = shutil.copytree(image, str(tmp_path / f"victim{nth}"))
+        rc, err = run_interrupted("mkimage", ["update", victim] + UPDATE, victim, nth)
+        assert rc == -9, (trace[nth - 1], err)
+        check = mkimage("check", victim)
+        if os.path.exists(os.path.join(victim, ".xenguest-journal")):
+            assert check.rc == 1 and "an update of this image was interrupted" in check.out
+        ok("update", victim)
+        state = listing(victim)[0]
+        assert state in (before, after), trace[nth - 1]
+        outcomes.add(state == after)
+        ok("check", "--verify", victim)
+    assert outcomes == {False, True}
+
+
+def test_a_failed_partial_update_removes_the_folder_it_made(tmp_path):
+    folder = str(tmp_path / "part")
+    blob = write(str(tmp_path / "blob"), b"x")
+    fails("partial", folder, f"--xen-add-file={blob}:a", f"--xen-add-file={blob}:a/b")
+    assert not os.path.exists(folder)
+    fails("partial", folder, "--xen-add-file=/no/such/file")
+    assert not os.path.exists(folder)

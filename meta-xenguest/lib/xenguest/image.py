@@ -9,7 +9,7 @@ of the original image) — and then committed in one step:
   see :mod:`xenguest.archive`), or is rewritten atomically when members were
   removed;
 * a directory image gets new files staged as temporary files first, then
-  renamed into place, then removed files deleted.
+  swapped in as one journaled commit (:mod:`xenguest.dircommit`).
 
 Writers open an image with ``write=True`` (or start one with :meth:`Image.new`)
 and so hold its writer lock (:mod:`xenguest.locking`) until they close it.
@@ -28,10 +28,10 @@ import stat
 from dataclasses import dataclass
 from typing import BinaryIO, Dict, List, Optional, Set, Tuple
 
-from . import archive, layout, locking, manifest, streams
+from . import archive, dircommit, layout, locking, manifest, streams
 from .archive_append import append_members, atomic_output, can_append
 from .errors import ImageError, XenguestError
-from .fsutil import Progress, Tracker, makedirs, require_path, rmdir_quietly, unlink_quietly
+from .fsutil import Progress, Tracker, require_path
 from .streams import write_all
 
 DIRECTORY = "directory"
@@ -69,6 +69,8 @@ class Image:
         self._base: Dict[str, Entry] = {}
         self._entries: Dict[str, Entry] = {}
         self._dirs: Set[str] = set()
+        #: Files of an interrupted commit in a directory image (see :mod:`.dircommit`).
+        self.leftovers: List[str] = []
         self._lock: Optional[int] = None
 
     # -- opening ---------------------------------------------------------
@@ -114,8 +116,8 @@ class Image:
         return image
 
     def _take_lock(self, write: bool) -> None:
-        """Hold the image's lock (see :mod:`.locking`); a writer of a file image then
-        removes what killed writers left."""
+        """Hold the image's lock (see :mod:`.locking`); a writer then removes what
+        killed writers left."""
         if write or self.kind == DIRECTORY:
             try:
                 self._lock = locking.lock_image(self.path, exclusive=write)
@@ -123,7 +125,9 @@ class Image:
                 raise ImageError(f"{self.path}: no such image") from None
             except OSError as e:
                 raise ImageError(f"{self.path}: cannot open image: {e.strerror}") from None
-        if write and self.kind == FILE:
+        if write and self.kind == DIRECTORY:
+            dircommit.recover(self.path)
+        elif write:
             locking.remove_stale_temps(self.path)
 
     def _scan_tar(self) -> None:
@@ -146,6 +150,8 @@ class Image:
                 st = os.lstat(full)
                 if stat.S_ISDIR(st.st_mode):
                     self._dirs.add(_logical(rel))
+                elif dircommit.is_leftover(name):
+                    self.leftovers.append(rel)
                 elif stat.S_ISREG(st.st_mode):
                     logical = _logical(rel)
                     if logical not in self._entries or rel == logical:
@@ -395,6 +401,7 @@ class Image:
         self._close_index()
         self._entries.clear()
         self._dirs.clear()
+        self.leftovers.clear()
         if self.kind == FILE:
             self._scan_tar()
         else:
@@ -451,40 +458,30 @@ class Image:
 
     def _commit_directory(self, complete: bool) -> None:
         changed, removed = self._changed()
-        created_dirs: List[str] = []
-        staged: List[Tuple[str, str]] = []
+        commit = dircommit.DirectoryCommit(self.path)
         builder = manifest.Builder()
 
         def stage(entry: Entry) -> None:
-            target = os.path.join(self.path, *entry.name.split("/"))
-            makedirs(self.path, os.path.dirname(entry.name), created_dirs)
-            tmp = os.path.join(
-                os.path.dirname(target), f".{os.path.basename(target)}.xenguest-tmp"
-            )
-            staged.append((tmp, target))
             hasher = builder.hasher(entry.name, entry.size, _normal_mode(entry)) \
                 if manifest.covered(entry.name) else None
-            self._stage(entry, tmp, hasher)
+            self._stage(entry, commit.stage(entry.name), hasher)
 
         try:
             if self.is_new or complete:
                 for folder in layout.FOLDERS:
-                    makedirs(self.path, folder, created_dirs)
+                    commit.folder(folder)
             for entry in changed:
                 stage(entry)
             data = self._updated_manifest(changed, builder) if complete else None
             if data is not None:
                 stage(Entry(layout.MANIFEST_MEMBER, len(data), layout.FILE_MODE, data=data))
+            for entry in removed:
+                commit.remove(os.path.relpath(entry.path, self.path) if entry.path
+                              else entry.name)
         except BaseException:
-            for tmp, _ in staged:
-                unlink_quietly(tmp)
-            for d in reversed(created_dirs):
-                rmdir_quietly(d)
+            commit.roll_back()
             raise
-        for tmp, target in staged:
-            os.replace(tmp, target)
-        for entry in removed:
-            unlink_quietly(entry.path or os.path.join(self.path, *entry.name.split("/")))
+        commit.apply()
 
     def _stage(self, entry: Entry, tmp: str, hasher: Optional[streams.Hasher]) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
