@@ -72,12 +72,12 @@ class Deployer:
                 if old is not None and self.toolstack.domid(name) is not None:
                     raise ManagerError(f"guest {name} is running: stop it before "
                                        "replacing it")
+                self._clean_leftovers(name)
                 if plan:
                     backend.check(name, editor.disk, old.disk if old else None)
                 if old is not None:
                     log.info("replacing guest %s", name)
                     self.manager.remove_locked(name)
-                self._clean_leftovers(name)
                 log.info("creating guest %s from %s", name, image_path)
                 self._build(image, editor, name, params, plan, backend, signer)
         log.info("guest %s created", name)
@@ -135,8 +135,11 @@ class Deployer:
             if plan is not None:
                 current = f"allocate the disk ({backend.name} backend)"
                 with step(current):
-                    allocation = backend.allocate(name, editor.disk, plan.size, staging)
-                    record.disk = allocation.record
+                    # recorded before it exists: whenever this command is killed, the
+                    # next create of the name finds what to free (_clean_leftovers)
+                    record.disk = backend.reserve(name, editor.disk, plan.size)
+                    self.state.save(staging, record)
+                    allocation = backend.allocate(record.disk, staging)
                     self.state.save(staging, record)
                 current = "provision the disk"
                 with step(current):
