@@ -1,11 +1,14 @@
-"""Interrupting a real command at a chosen moment: kill -9 or Ctrl-C.
+"""Interrupting a real command at a chosen moment: kill -9, Ctrl-C, or a file
+changed under its feet.
 
 The command (xenguest-mkimage or xenguest-manager) runs in its own Python
 process with an audit hook (``sys.addaudithook``) that watches what it does
 to files below a folder — opens, renames, new folders, removals — and the
 programs it starts.  At the N-th such step the process sends itself SIGKILL
-(nothing of the command runs after it: a real kill -9) or gets a
-KeyboardInterrupt instead of the step (Ctrl-C at that very moment).  Nothing
+(nothing of the command runs after it: a real kill -9), gets a
+KeyboardInterrupt instead of the step (Ctrl-C at that very moment), or a
+file is changed as another process would change it (renamed over, or
+overwritten in place) before the step goes on.  Nothing
 of the command is replaced; the hook only picks a moment that does not
 depend on timing, so that every step of a command can be tried in turn.
 """
@@ -14,7 +17,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import List, Tuple
+from typing import Any, List, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(ROOT, "meta-xenguest", "lib")
@@ -55,10 +58,19 @@ def hook(event, args):
     if trace:
         with open(trace, "a") as f:
             f.write(what + "\n")
-    if count == nth:
-        if how == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
+    if count != nth:
+        return
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if how == "ctrl-c":
         raise KeyboardInterrupt
+    action, path, *rest = how
+    if action == "rename":
+        os.rename(rest[0], path)
+    else:  # pwrite: the bytes (hex) at the offset, in place
+        fd = os.open(path, os.O_WRONLY)
+        os.pwrite(fd, bytes.fromhex(rest[1]), rest[0])
+        os.close(fd)
 
 
 sys.addaudithook(hook)
@@ -74,10 +86,12 @@ def _run(tool: str, args: List[str], spec: dict, env: dict = None
                           timeout=300)
 
 
-def run_interrupted(tool: str, args: List[str], under: str, nth: int, how: str = "kill",
+def run_interrupted(tool: str, args: List[str], under: str, nth: int, how: Any = "kill",
                     env: dict = None) -> Tuple[int, str]:
-    """Run ``xenguest-TOOL ARGS``, interrupted (*how*: kill or ctrl-c) at its *nth*
-    step below the folder *under*; return (exit status, stderr)."""
+    """Run ``xenguest-TOOL ARGS``, interrupted at its *nth* step below the folder
+    *under*; return (exit status, stderr).  *how*: ``kill``, ``ctrl-c``,
+    ``["rename", PATH, NEW]`` (NEW renamed over PATH) or ``["pwrite", PATH,
+    OFFSET, HEX]``."""
     proc = _run(tool, args, {"under": under, "nth": nth, "how": how, "trace": ""}, env)
     return proc.returncode, proc.stderr.decode()
 

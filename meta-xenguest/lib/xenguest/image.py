@@ -21,17 +21,23 @@ appends the new manifest, and leaves an image without a manifest without one.
 
 Nothing is written before :meth:`Image.commit`, so an operation that fails
 while applying its options leaves the image exactly as it was.
+
+A verified image is read through :meth:`Image.pin` (see :mod:`xenguest.pinned`):
+every byte read from it afterwards is a byte that was verified.
 """
 
+import contextlib
+import io
 import os
 import stat
 from dataclasses import dataclass
-from typing import BinaryIO, Dict, List, Optional, Set, Tuple
+from typing import BinaryIO, Dict, Iterator, List, Optional, Set, Tuple
 
 from . import archive, dircommit, layout, locking, manifest, streams
 from .archive_append import append_members, atomic_output, can_append
 from .errors import ImageError, XenguestError
 from .fsutil import Progress, Tracker, require_path
+from .pinned import CheckedReader, Pin
 from .streams import write_all
 
 DIRECTORY = "directory"
@@ -72,6 +78,7 @@ class Image:
         #: Files of an interrupted commit in a directory image (see :mod:`.dircommit`).
         self.leftovers: List[str] = []
         self._lock: Optional[int] = None
+        self._pin: Optional[Pin] = None
 
     # -- opening ---------------------------------------------------------
 
@@ -205,17 +212,30 @@ class Image:
         """Total size of the files in the image."""
         return sum(e.size for e in self._entries.values())
 
+    def pin(self) -> None:
+        """Read from now on only bytes that agree with the manifest read next (see
+        :mod:`.pinned`); for reading, never for editing."""
+        self._pin = Pin(self.path)
+
+    @property
+    def pinned(self) -> bool:
+        return self._pin is not None
+
     def read_bytes(self, name: str) -> bytes:
+        if self._pin is not None and name in self._pin.kept:
+            return self._pin.kept[name]
         entry = self.entry(name)
         if entry.size > MAX_CONFIG_SIZE:
             raise ImageError(f"{self.path}: {name} is too large to be a configuration file")
         if entry.data is not None:
-            return entry.data
-        if entry.member is not None:
+            data = entry.data
+        elif entry.member is not None:
             assert self.index is not None
-            return self.index.read_bytes(entry.member, MAX_CONFIG_SIZE)
-        with open(entry.path, "rb") as f:  # type: ignore[arg-type]
-            return f.read(MAX_CONFIG_SIZE + 1)
+            data = self.index.read_bytes(entry.member, MAX_CONFIG_SIZE)
+        else:
+            with self._open_file(entry) as f:
+                data = f.read(MAX_CONFIG_SIZE + 1)
+        return data if self._pin is None else self._pin.keep(name, data)
 
     def read_text(self, name: str) -> str:
         """Content of a text member (UTF-8)."""
@@ -230,26 +250,61 @@ class Image:
     def copy_to_fd(self, name: str, fd: int, progress: Progress = None) -> int:
         """Stream a member's content to a file descriptor; return bytes written."""
         entry = self.entry(name)
+        hasher = None
+        if self._pin is not None:
+            if name in self._pin.kept:
+                return write_all(fd, self._pin.kept[name])
+            hasher = self._pin.hasher(name)
         if entry.member is not None:
             assert self.index is not None
-            return self.index.copy_member(entry.member, fd, progress)
-        if entry.data is not None:
-            write_all(fd, entry.data)
-            return len(entry.data)
-        with open(entry.path, "rb") as src:  # type: ignore[arg-type]
-            return streams.copy_fd(src.fileno(), fd, entry.size, progress=progress)
+            member = self.index.file_member(entry.member)
+            count = streams.copy_fd(self.index.fd, fd, member.size, progress,
+                                    member.data_offset, hasher, self.path)
+        elif entry.data is not None:
+            count = write_all(fd, entry.data)
+            if hasher is not None:
+                hasher.update(entry.data)
+        else:
+            with self._open_file(entry) as src:
+                count = streams.copy_fd(src.fileno(), fd, entry.size, progress,
+                                        hasher=hasher, what=entry.path or name)
+        if self._pin is not None:
+            self._pin.check(name, count, hasher)
+        return count
 
-    def open_member(self, name: str) -> BinaryIO:
-        """A readable binary stream of a member's content (for streaming decompression)."""
+    @contextlib.contextmanager
+    def open_member(self, name: str) -> Iterator[BinaryIO]:
+        """A readable binary stream of a member's content, for a ``with`` block
+        (streaming decompression); on a pinned image the end of the block (or a
+        failure in it) reads the rest of the member and checks all of it."""
+        if self._pin is not None and name in self._pin.kept:
+            yield io.BytesIO(self._pin.kept[name])
+            return
         entry = self.entry(name)
         if entry.member is not None:
             assert self.index is not None
-            return self.index.open_member(entry.member)
-        if entry.data is not None:
-            import io
+            stream = self.index.open_member(entry.member)
+        elif entry.data is not None:
+            stream = io.BytesIO(entry.data)
+        else:
+            stream = self._open_file(entry)
+        with stream:
+            if self._pin is None:
+                yield stream
+                return
+            checked = CheckedReader(self._pin, name, stream)
+            try:
+                yield io.BufferedReader(checked, streams.CHUNK)  # type: ignore[misc]
+            except Exception:
+                checked.finish()  # a changed member explains a reader's failure best
+                raise
+            checked.finish()
 
-            return io.BytesIO(entry.data)
-        return open(entry.path, "rb")  # type: ignore[arg-type]
+    @staticmethod
+    def _open_file(entry: Entry) -> BinaryIO:
+        """The file of a directory image's member, never through a symbolic link."""
+        fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # type: ignore
+        return os.fdopen(fd, "rb")
 
     def superseded(self) -> List[Tuple[str, int]]:
         """(name, size) of older versions of members still held by a file image."""

@@ -15,7 +15,7 @@ def copy_tree_out(image: Image, dest: str, select: Callable[[str], bool]) -> Lis
     *select* gets file names, and folder names with a trailing slash.  Nothing
     is overwritten; on failure everything created is removed again.
     """
-    if image.index is not None:
+    if image.index is not None and not image.pinned:  # a pinned image checks each copy
         files = {e.member: n for n, e in image._entries.items() if e.member is not None}
         dirs = {raw: _logical(raw) for raw, m in image.index.members.items()
                 if m.is_dir and _logical(raw)}

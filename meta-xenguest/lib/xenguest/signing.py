@@ -225,10 +225,13 @@ def verify_signed(image: Image, keyring: str) -> Verified:
     """Check *image*'s signatures against *keyring*, then every digest.
 
     Returns the first signature that verifies; else raises SignatureError for
-    the most telling failure (one line, its kind first).
+    the most telling failure (one line, its kind first).  The image is pinned
+    first: whatever is read from it afterwards is what was verified, or an
+    error (see :mod:`.pinned`).
     """
     if not os.path.isfile(require_path(keyring, "keyring")):
         raise XenguestError(f"{keyring}: no such keyring file (PEM CA certificates)")
+    image.pin()
     data = _manifest_bytes(image)
     names = signature_members(image)
     if not names:
