@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from interrupt_util import run_interrupted, steps
-from mkimage_util import fails, mkimage, ok, sha256, tree, write
+from mkimage_util import MKIMAGE, fails, mkimage, ok, sha256, tree, write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.path.join(ROOT, "meta-xenguest", "lib")
@@ -205,3 +205,89 @@ def test_a_failed_partial_update_removes_the_folder_it_made(tmp_path):
     assert not os.path.exists(folder)
     fails("partial", folder, "--xen-add-file=/no/such/file")
     assert not os.path.exists(folder)
+
+
+# -- a full disk: the error names the file, and nothing is left -------------------------
+
+
+def on_a_full_disk(tmp_path, script):
+    """Run the shell *script* with $FULL an empty 2 MiB tmpfs (a disk that really fills
+    up: a private mount namespace), $M xenguest-mkimage, $XM xenguest-manager, $SRC
+    tmp_path/src; return (exit status, stderr, what $FULL held, copied to tmp_path/after)."""
+    full, after = tmp_path / "full", tmp_path / "after"
+    full.mkdir()
+    after.mkdir()
+    launcher = os.path.join(ROOT, "meta-xenguest", "scripts")
+    wrapped = (f'mount -t tmpfs -o size=2m tmpfs "$FULL" || exit 99\n'
+               f'M="{sys.executable} {launcher}/xenguest-mkimage"\n'
+               f'XM="{sys.executable} {launcher}/xenguest-manager"\n'
+               f'{script}\nrc=$?\ncp -a "$FULL/." "{after}/"\nexit $rc\n')
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           wrapped], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=dict(os.environ, FULL=str(full), SRC=str(tmp_path / "src")))
+    assert proc.returncode != 99, proc.stderr.decode()
+    return proc.returncode, proc.stderr.decode(), tree(str(after))
+
+
+@pytest.fixture
+def big(tmp_path):
+    """A 3 MiB file (more than the full disk holds) and an image holding it."""
+    blob = write(str(tmp_path / "src" / "blob"), os.urandom(3 << 20))
+    ok("create", str(tmp_path / "src" / "g.xenguest"), f"--disk-add-file={blob}")
+    return blob
+
+
+FULL_DISK_CASES = {
+    "create": ("", '$M create "$FULL/g.xenguest" --xen-add-file="$SRC/blob"',
+               "create: {full}/g.xenguest"),
+    "append": ('$M create "$FULL/g.xenguest"',
+               '$M update "$FULL/g.xenguest" --xen-add-file="$SRC/blob"',
+               "update: {full}/g.xenguest"),
+    "directory update": ('mkdir "$FULL/d" && $M create "$FULL/d"',
+                         '$M update "$FULL/d" --xen-add-file="$SRC/blob"',
+                         "update: {full}/d/files/blob"),
+    "pack": ("", '$M pack "$SRC/g.xenguest" "$FULL/p.xenguest"', "pack: {full}/p.xenguest"),
+    "extract": ('mkdir "$FULL/x"', '$M extract "$SRC/g.xenguest" "$FULL/x"',
+                "extract: {full}/x/disk/blob"),
+    "extract-disk-file": ("", '$M extract-disk-file "$SRC/g.xenguest" blob > "$FULL/out"',
+                          "extract-disk-file: standard output"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FULL_DISK_CASES))
+def test_a_full_disk_is_named_and_changes_nothing(tmp_path, big, case):
+    setup, command, named = FULL_DISK_CASES[case]
+    rc, err, left = on_a_full_disk(tmp_path, f"{setup or 'true'} || exit 98\n{command}")
+    assert rc == 1, err
+    full = str(tmp_path / "full")
+    assert err == f"xenguest-mkimage {named.format(full=full)}: No space left on device\n"
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    subprocess.run(["sh", "-c", f'M="{sys.executable} {MKIMAGE}"\n{setup or "true"}'],
+                   check=True, env=dict(os.environ, FULL=str(reference)))
+    if case == "extract-disk-file":
+        left.pop("out")  # the shell made it, empty
+    assert left == tree(str(reference))
+
+
+@pytest.mark.parametrize("fill", ["configuration", "disk"])
+def test_a_full_disk_is_named_by_the_manager_and_nothing_is_kept(tmp_path, big, fill):
+    from manager_util import config_file
+
+    image = str(tmp_path / "src" / "web.xenguest")
+    if fill == "configuration":
+        ok("create", image, f"--xen-kernel={big}")
+        named = "guests/.web.partial/files/kernel"
+    else:
+        ok("create", image, "--disk-size=8M", f"--disk-add-file={big}:fw.img",
+           "--disk-add-part=1:6M::fw.img")
+        named = "guests/.web.partial/disk.img"
+    config = config_file(str(tmp_path / "src"), str(tmp_path / "full" / "state"))
+    rc, err, left = on_a_full_disk(
+        tmp_path, f'XENGUEST_MANAGER_CONFIG={config} $XM create "$SRC/web.xenguest"')
+    assert rc == 1, err
+    state = tmp_path / "full" / "state"
+    step = "install the configuration" if fill == "configuration" else "provision the disk"
+    assert err.splitlines()[-1].startswith(f"xenguest-manager create: guest web: {step}")
+    assert f"{state}/{named}: No space left on device (nothing was kept)" in err
+    assert [p for p in left if p.startswith("state/guests/")] == []

@@ -40,6 +40,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator, List, Optional, Tuple
 from .archive import (BLOCK, TarIndex, TarWriter, _checksummed, Member,
                       source_date_epoch)
 from .errors import ArchiveError, ImageError, XenguestError
+from .fsutil import naming
 from .locking import locked_temp, remove_stale_temps
 from .streams import CHUNK
 
@@ -115,11 +116,12 @@ def append_members(path: str, index: TarIndex, write: Callable[[TarWriter], None
         info = os.fstat(fd)
         if (info.st_dev, info.st_ino, info.st_size) != index.identity:
             raise ArchiveError(f"{path} changed since it was read")
-        renames = _commit_tail(fd, index, write, mtime, end, size)
-        for offset, block in renames:
-            os.pwrite(fd, block, offset)
-        if renames:
-            os.fsync(fd)
+        with naming(path):
+            renames = _commit_tail(fd, index, write, mtime, end, size)
+            for offset, block in renames:
+                os.pwrite(fd, block, offset)
+            if renames:
+                os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -188,7 +190,7 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
         raise XenguestError(f"cannot create {path}: {exc.strerror}") from None
     held = os.dup(fd)  # holds the lock past the file object's close, until the rename
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out, naming(path):
             yield out  # type: ignore[misc]
             out.flush()
             os.fchmod(out.fileno(), stat.S_IMODE(mode))

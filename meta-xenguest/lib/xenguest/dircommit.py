@@ -24,7 +24,7 @@ import stat
 from typing import Dict, List
 
 from .errors import ImageError
-from .fsutil import makedirs, rmdir_quietly, unlink_quietly
+from .fsutil import makedirs, naming, rmdir_quietly, unlink_quietly
 
 JOURNAL = ".xenguest-journal"
 STAGED = ".xenguest-tmp"
@@ -80,7 +80,8 @@ class DirectoryCommit:
         journal = os.path.join(self.root, JOURNAL)
         staged_journal = self._path(JOURNAL, STAGED)
         try:
-            with open(staged_journal, "w", encoding="utf-8", errors="surrogateescape") as f:
+            with open(staged_journal, "w", encoding="utf-8", errors="surrogateescape") as f, \
+                    naming(journal):
                 json.dump(self.plan, f)
                 f.flush()
                 os.fsync(f.fileno())

@@ -36,7 +36,7 @@ from typing import BinaryIO, Dict, Iterator, List, Optional, Set, Tuple
 from . import archive, dircommit, layout, locking, manifest, streams
 from .archive_append import append_members, atomic_output, can_append
 from .errors import ImageError, XenguestError
-from .fsutil import Progress, Tracker, require_path
+from .fsutil import Progress, Tracker, naming, require_path
 from .pinned import CheckedReader, Pin
 from .streams import write_all
 
@@ -519,7 +519,8 @@ class Image:
         def stage(entry: Entry) -> None:
             hasher = builder.hasher(entry.name, entry.size, _normal_mode(entry)) \
                 if manifest.covered(entry.name) else None
-            self._stage(entry, commit.stage(entry.name), hasher)
+            with naming(os.path.join(self.path, *entry.name.split("/"))):
+                self._stage(entry, commit.stage(entry.name), hasher)
 
         try:
             if self.is_new or complete:

@@ -5,7 +5,7 @@ from typing import Callable, List
 
 from .archive_extract import extract
 from .errors import ImageError
-from .fsutil import makedirs, rmdir_quietly, unlink_quietly
+from .fsutil import makedirs, naming, rmdir_quietly, unlink_quietly
 from .image import Image, _logical, _normal_mode
 
 
@@ -45,7 +45,8 @@ def copy_tree_out(image: Image, dest: str, select: Callable[[str], bool]) -> Lis
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             written.append(target)
             try:
-                image.copy_to_fd(name, fd)
+                with naming(target):
+                    image.copy_to_fd(name, fd)
                 os.fchmod(fd, _normal_mode(image.entry(name)))
             finally:
                 os.close(fd)

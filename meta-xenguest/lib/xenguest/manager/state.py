@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
+from ..fsutil import naming
 from ..layout import GUEST_NAME
 from ..locking import locked_temp, remove_stale_temps
 from . import ManagerError
@@ -194,7 +195,7 @@ def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
     remove_stale_temps(path)
     fd, tmp = locked_temp(path)
     try:
-        with os.fdopen(os.dup(fd), "w", encoding="utf-8") as f:
+        with os.fdopen(os.dup(fd), "w", encoding="utf-8") as f, naming(path):
             f.write(text)
             f.flush()
             os.fchmod(f.fileno(), mode)
