@@ -184,12 +184,13 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
     if stat.S_ISDIR(mode):
         raise XenguestError(f"{path} is a directory")
     remove_stale_temps(target)
-    try:
-        fd, tmp = locked_temp(target)
-    except OSError as exc:
-        raise XenguestError(f"cannot create {path}: {exc.strerror}") from None
-    held = os.dup(fd)  # holds the lock past the file object's close, until the rename
-    try:
+    tmp, held = "", -1
+    try:  # from the moment the temporary file exists, a failure removes it
+        try:
+            fd, tmp = locked_temp(target)
+        except OSError as exc:
+            raise XenguestError(f"cannot create {path}: {exc.strerror}") from None
+        held = os.dup(fd)  # holds the lock past the file object's close, until the rename
         with os.fdopen(fd, "wb") as out, naming(path):
             yield out  # type: ignore[misc]
             out.flush()
@@ -198,11 +199,13 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
                 os.fsync(out.fileno())
         os.replace(tmp, target)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
     finally:
-        os.close(held)
+        if held >= 0:
+            os.close(held)
     if not durable:
         return
     with contextlib.suppress(OSError):
