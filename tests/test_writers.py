@@ -291,3 +291,17 @@ def test_a_full_disk_is_named_by_the_manager_and_nothing_is_kept(tmp_path, big, 
     assert err.splitlines()[-1].startswith(f"xenguest-manager create: guest web: {step}")
     assert f"{state}/{named}: No space left on device (nothing was kept)" in err
     assert [p for p in left if p.startswith("state/guests/")] == []
+
+
+def test_two_packs_to_one_new_file_never_both_succeed(tmp_path):
+    """pack writes a new file: of two at once, one fails rather than be replaced."""
+    image = new_image(tmp_path, "file")
+    ok("update", image, f"--xen-add-file={write(str(tmp_path / 'blob'), os.urandom(8 << 20))}")
+    dest = str(tmp_path / "packed.xenguest")
+    for _ in range(3):
+        results = sorted(run_at_once(tmp_path, [["pack", image, dest]] * 3))
+        assert [rc for rc, _ in results] == [0, 1, 1], results
+        assert all(err.startswith(f"xenguest-mkimage pack: {dest}: exists already")
+                   for _, err in results[1:]), results
+        os.unlink(dest)
+    assert hidden(str(tmp_path)) == []

@@ -150,6 +150,24 @@ def _commit_tail(fd: int, index: TarIndex, write: Callable[[TarWriter], None],
         raise
 
 
+def _rename_new(tmp: str, target: str, path: str) -> None:
+    """Rename *tmp* to *target*, which must not exist: another writer's new file
+    is never replaced (a hard link fails if the name is taken; where there
+    are no hard links, the check and the rename are two steps)."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        pass
+    except OSError:
+        if not os.path.lexists(target):
+            os.replace(tmp, target)
+            return
+    else:
+        os.unlink(tmp)
+        return
+    raise ImageError(f"{path}: exists already (made meanwhile by another process)")
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -157,8 +175,9 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str) -> Iterator[BinaryIO]:
-    """Yield a file object whose content replaces *path* atomically on success.
+def atomic_output(path: str, replace: bool = True) -> Iterator[BinaryIO]:
+    """Yield a file object whose content replaces *path* atomically on success
+    (without *replace*: becomes *path*, which must not exist by then).
 
     The data goes to ``.<basename>.xenguest-tmp-<random>`` in the same directory
     (the directory of the symlink's target if *path* is a symbolic link), locked
@@ -197,7 +216,10 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
             os.fchmod(out.fileno(), stat.S_IMODE(mode))
             if durable:
                 os.fsync(out.fileno())
-        os.replace(tmp, target)
+        if replace:
+            os.replace(tmp, target)
+        else:
+            _rename_new(tmp, target, path)
     except BaseException:
         if tmp:
             with contextlib.suppress(OSError):

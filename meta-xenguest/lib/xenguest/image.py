@@ -462,8 +462,9 @@ class Image:
         else:
             self._scan_directory()
 
-    def write_file(self, dest: str, progress: Progress = None) -> None:
-        """Write the whole image canonically as a new file image at *dest* (atomic)."""
+    def write_file(self, dest: str, progress: Progress = None, replace: bool = True) -> None:
+        """Write the whole image canonically as a new file image at *dest* (atomic;
+        without *replace*, *dest* must not exist by then)."""
         dirs = set(self._dirs) | set(layout.FOLDERS) | {""}
         for name in self._entries:
             dirs.update(_parents(name))
@@ -477,7 +478,7 @@ class Image:
                                       if manifest.covered(n))
         tracker = Tracker(progress, sum(e.size for e in files.values()))
         builder = manifest.Builder()
-        with atomic_output(dest) as out:
+        with atomic_output(dest, replace) as out:
             writer = archive.TarWriter(out, archive.source_date_epoch())
             offset = 0
             for _, entry, name in items:

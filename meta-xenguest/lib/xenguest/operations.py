@@ -135,7 +135,7 @@ def pack(source: str, dest: str, progress: Progress = None) -> None:
         raise ImageError(f"{dest}: is a folder: pack writes a file image")
     with open_image(source, write=same) as image:
         _refuse_errors(check_image(image))
-        image.write_file(dest, progress)
+        image.write_file(dest, progress, replace=same)
 
 
 def extract(source: str, dest: str, config_only: bool = False) -> List[str]:
