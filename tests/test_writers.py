@@ -198,6 +198,22 @@ def test_an_update_killed_at_any_step_is_undone_or_done_by_the_next_writer(tmp_p
     assert outcomes == {False, True}
 
 
+def test_a_directory_image_create_killed_at_any_step_is_undone_by_the_next(tmp_path):
+    """kill -9 at every step of creating a directory image: creating it again works and
+    gives the same image."""
+    reference = str(tmp_path / "reference")
+    os.mkdir(reference)
+    args = ["--disk-size=1", f"--xen-add-file={write(str(tmp_path / 'blob'), b'x')}:a/b"]
+    trace = steps("mkimage", ["create", reference] + args, reference, str(tmp_path / "t"))
+    for nth in range(1, len(trace) + 1):
+        victim = str(tmp_path / f"victim{nth}")
+        os.mkdir(victim)
+        rc, err = run_interrupted("mkimage", ["create", victim] + args, victim, nth)
+        assert rc == -9, (trace[nth - 1], err)
+        ok("create", victim, *args)
+        assert listing(victim) == listing(reference), trace[nth - 1]
+
+
 def test_a_failed_partial_update_removes_the_folder_it_made(tmp_path):
     folder = str(tmp_path / "part")
     blob = write(str(tmp_path / "blob"), b"x")

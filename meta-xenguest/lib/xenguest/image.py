@@ -525,8 +525,7 @@ class Image:
 
         try:
             if self.is_new or complete:
-                for folder in layout.FOLDERS:
-                    commit.folder(folder)
+                commit.folders(*layout.FOLDERS)
             for entry in changed:
                 stage(entry)
             data = self._updated_manifest(changed, builder) if complete else None
