@@ -366,11 +366,18 @@ FAKE_LVM = r'''#!{python} -S
 
 Volume groups are folders of ROOT, logical volumes regular files in them, made
 the size lvcreate asks for, rounded up to 4 MiB extents and filled with 0xAA
-(a real volume holds old data, not zeros).
+(a real volume holds old data, not zeros).  Tags (lvcreate --addtag) are kept
+in ROOT/.tags/VG/LV, one a line.  lvs prints the -o fields (lv_path, lv_tags,
+tags comma-separated) joined by --separator (default: a space), indented by
+two spaces, as lvm2 does.
 """
 import os, sys
 
 ROOT = {root!r}
+
+
+def option(args, name, default=None):
+    return args[args.index(name) + 1] if name in args else default
 
 def main(tool, args):
     with open(os.path.join(ROOT, "calls.log"), "a") as log:
@@ -383,24 +390,34 @@ def main(tool, args):
         print('  Volume group "%s" not found' % target, file=sys.stderr)
         return 5
     path = os.path.join(ROOT, target)
+    tags = os.path.join(ROOT, ".tags", target)
     if tool == "lvs":
         if os.path.isfile(path):
-            print("  " + path)
+            held = open(tags).read().split() if os.path.exists(tags) else []
+            fields = {{"lv_path": path, "lv_tags": ",".join(held)}}
+            names = option(args, "-o", "lv_path").split(",")
+            print("  " + option(args, "--separator", " ").join(fields[n] for n in names))
             return 0
         print("  Failed to find logical volume " + target, file=sys.stderr)
         return 5
     if tool == "lvremove":
         os.unlink(path)
+        if os.path.exists(tags):
+            os.unlink(tags)
         return 0
     if tool == "lvcreate":
-        size = int(args[args.index("-L") + 1].rstrip("m"))
-        name = args[args.index("-n") + 1]
+        size = int(option(args, "-L").rstrip("m"))
+        name = option(args, "-n")
         path = os.path.join(ROOT, target, name)
         if os.path.exists(path):
             print("  Logical Volume %s already exists" % name, file=sys.stderr)
             return 5
         with open(path, "wb") as f:
             f.write(b"\xaa" * (-(-size // 4) * 4 << 20))
+        if "--addtag" in args:
+            os.makedirs(os.path.join(ROOT, ".tags", target), exist_ok=True)
+            with open(os.path.join(ROOT, ".tags", target, name), "w") as f:
+                f.write(option(args, "--addtag") + "\n")
         return 0
     return 2
 
@@ -421,3 +438,24 @@ def install_fake_lvm(folder: str, groups: Sequence[str]) -> Dict[str, str]:
         os.symlink(tool, os.path.join(root, name))
         commands[name] = os.path.join(root, name)
     return commands
+
+
+def peak_memory_growth(statement: str, setup: str = "", env: Optional[Dict[str, str]] = None
+                       ) -> Tuple[int, str]:
+    """Run *setup* then *statement* in a new Python process (the library importable);
+    return how much its peak RSS grew during *statement* (KiB) and what it printed."""
+    code = "\n".join([
+        "import resource, sys",
+        f"sys.path.insert(0, {os.path.join(ROOT, 'meta-xenguest', 'lib')!r})",
+        setup,
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss",
+        statement,
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)",
+    ])
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=full_env, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = proc.stdout.decode().splitlines()
+    return int(out[-1]), "\n".join(out[:-1])

@@ -808,7 +808,7 @@ def test_crash_between_commit_and_rename_is_valid_and_heals(sample, tmp_path):
 # --- atomic rewrite -------------------------------------------------------------------
 
 def leftovers(directory):
-    return [n for n in os.listdir(directory) if ".tmp-" in n]
+    return [n for n in os.listdir(directory) if ".xenguest-tmp-" in n]
 
 
 def test_atomic_output_replaces_and_keeps_mode(tmp_path):
@@ -817,7 +817,7 @@ def test_atomic_output_replaces_and_keeps_mode(tmp_path):
     os.chmod(str(path), 0o600)
     with atomic_output(str(path)) as out:
         out.write(b"new")
-        assert leftovers(str(tmp_path))[0].startswith(".img.tmp-")
+        assert leftovers(str(tmp_path))[0].startswith(".img.xenguest-tmp-")
     assert path.read_bytes() == b"new" and stat.S_IMODE(path.stat().st_mode) == 0o600
     fresh = tmp_path / "fresh"
     old_mask = os.umask(0o027)

@@ -6,6 +6,7 @@ command lines it uses on a Xen host.  Disks, scripts, settings, locks and the
 state folder are real.  The end-to-end test under a real Xen is elsewhere.
 """
 
+import ast
 import fcntl
 import json
 import os
@@ -14,7 +15,9 @@ import sys
 
 import pytest
 
-from manager_util import (LAUNCHER, FakeXl, config_file, make_image, make_tar, script,
+from interrupt_util import run_interrupted, steps
+from manager_util import (LAUNCHER, FakeXl, config_file, make_image, make_tar,
+                          peak_memory_growth, script,
                           tar_entry, tree, write)
 from mkimage_util import patch_header
 from xenguest import operations
@@ -125,6 +128,17 @@ def test_create_refusals_leave_nothing(env, capsys):
     ok(capsys, "create", image)
     assert fails(capsys, "create", image) == ("guest web exists already (remove it first, or "
                                               "create it with --replace)")
+
+
+def test_empty_paths_are_named_as_such(env, capsys, monkeypatch):
+    """An empty IMAGE is not the current folder, an empty --config not the default."""
+    folder = env.tmp / "cwd"
+    folder.mkdir()
+    operations.create(str(folder))  # a directory image: what 'create ""' would have used
+    monkeypatch.chdir(folder)
+    assert fails(capsys, "create", "", "web") == "the image path is empty"
+    assert fails(capsys, "list", "--config", "") == "the settings file path is empty"
+    assert guests_left(env) == []
 
 
 def test_replace(env, capsys):
@@ -291,3 +305,70 @@ def test_names_the_manager_writes_are_refused_whatever_their_type(env, capsys, n
     assert fails(capsys, "create", folder, "web").endswith(
         f"invalid image: {name}: reserved: xenguest-manager writes it in the guest's folder")
     assert guests_left(env) == []
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1", "1e400", "soon", ""])
+def test_timeouts_are_checked_like_the_settings(env, capsys, value):
+    """--timeout nan (or inf, or <= 0) would make stop --kill wait forever: refused."""
+    ok(capsys, "create", guest_image(env))
+    ok(capsys, "start", "web")
+    env.xl.update(shutdown_polls=-1)
+    for args in (["stop", "web", "--kill"], ["shutdown-all", "--kill"], ["remove", "web"]):
+        message = fails(capsys, *args, f"--timeout={value}", rc=2)
+        assert message.startswith(f"argument --timeout: {value!r} "), message
+        assert "number of seconds" in message
+    assert "web" in env.xl.domains()
+    assert [op[0] for op in env.xl.ops()] == ["create", "unpause"]
+
+
+def test_init_script_output_is_streamed_to_the_log_line_by_line(env, capsys):
+    """32 MiB of output on one line: logged in bounded pieces, never held in memory."""
+    ok(capsys, "create", guest_image(env))
+    script(os.path.join(env.state, "guests", "web", "init.d", "50-loud"), """\
+        head -c 33554432 /dev/zero | tr '\\0' x
+        echo
+        echo "short line"
+        printf 'no newline at the end'
+        """)
+    growth, _ = peak_memory_growth("rc = main(['start', 'web']); assert rc == 0, rc",
+                                   "from xenguest.cli.manager import main",
+                                   {"XENGUEST_MANAGER_CONFIG": env.config})
+    assert growth < 16 * 1024, f"peak RSS grew by {growth} KiB"
+    pieces = 0
+    with open(str(env.tmp / "manager.log"), encoding="utf-8") as log:
+        logged = [line.rstrip("\n").split(" init.d/50-loud: ", 1)[1] for line in log
+                  if " init.d/50-loud: " in line]
+    for text in logged[:-2]:
+        assert set(text) == {"x"} and len(text) <= 4096
+        pieces += len(text)
+    assert pieces == 32 << 20
+    assert logged[-2:] == ["short line", "no newline at the end"]
+
+
+def test_host_commands_output_is_bounded_in_memory():
+    """A host command printing 32 MiB: the manager keeps the beginning and the last line."""
+    growth, out = peak_memory_growth(
+        "r = Host().run('sh', ['-c', 'head -c 33554432 /dev/zero; echo; echo done >&2; "
+        "echo the end'], check=False)\n"
+        "print(repr((len(r.stdout), last_line(r.stdout), r.stderr)))",
+        "from xenguest.manager.host import Host, last_line")
+    assert growth < 16 * 1024, f"peak RSS grew by {growth} KiB"
+    size, last, stderr = ast.literal_eval(out)
+    assert size < 2 << 20 and last == "the end" and stderr == "done\n"
+
+
+def test_a_start_killed_while_writing_the_xl_config_leaves_nothing_behind(env, capsys):
+    """kill -9 just before xl.cfg is renamed into place: the next start removes the
+    temporary file (the manager's records are written the same way)."""
+    ok(capsys, "create", guest_image(env))
+    guest = os.path.join(env.state, "guests", "web")
+    trace = steps("manager", ["start", "web"], guest, str(env.tmp / "trace"))
+    ok(capsys, "destroy", "web")
+    [nth] = [i for i, step in enumerate(trace, 1)
+             if step.startswith("os.rename") and step.endswith("/xl.cfg")]
+    rc, err = run_interrupted("manager", ["start", "web"], guest, nth)
+    assert rc == -9, err
+    assert [n for n in os.listdir(guest) if "tmp" in n]
+    assert env.xl.domains() == {}
+    ok(capsys, "start", "web")
+    assert [n for n in os.listdir(guest) if "tmp" in n] == []

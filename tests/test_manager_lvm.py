@@ -1,5 +1,7 @@
 """The lvm disk backend, against stand-ins of the lvm2 commands.
 
+(Interrupted creates, with both backends: test_manager_interrupted.py.)
+
 A test machine has no device mapper, so vgs/lvs/lvcreate/lvremove (the system
 boundary) are replaced by a small program whose "logical volumes" are regular
 files filled with non-zero bytes, like a reused volume.  Partitioning,
@@ -43,12 +45,14 @@ def test_volume_is_created_filled_attached_and_removed(tmp_path, lvm):
     mgr = lvm_manager(tmp_path, commands, toolstack)
     mgr.create(image)
     volume = os.path.join(root, "vg0", "xenguest-db")
-    assert ["lvcreate", "--yes", "--wipesignatures", "y", "--zero", "y", "-L", "14m", "-n",
-            "xenguest-db", "vg0"] in calls(root)
-    assert os.path.getsize(volume) == 16 * MIB  # rounded up to whole extents
     [status] = mgr.status()
+    tag = status.disk["tag"]
+    assert tag.startswith("xenguest-") and len(tag) == 41
+    assert ["lvcreate", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", tag,
+            "-L", "14m", "-n", "xenguest-db", "vg0"] in calls(root)
+    assert os.path.getsize(volume) == 16 * MIB  # rounded up to whole extents
     assert status.disk == {"backend": "lvm", "vg": "vg0", "lv": "xenguest-db",
-                           "path": volume, "size": 14 * MIB}
+                           "path": volume, "size": 14 * MIB, "tag": tag}
     fsck = subprocess.run(["fsck.ext4", "-fn", f"{volume}?offset={MIB}"],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert fsck.returncode == 0, fsck.stdout.decode()
@@ -105,3 +109,18 @@ def test_failure_frees_the_volume(tmp_path, lvm):
         lvm_manager(tmp_path, commands).create(image)
     assert os.listdir(os.path.join(root, "vg0")) == []
     assert ["lvremove", "-f", "vg0/xenguest-web"] in calls(root)
+
+
+def test_a_volume_without_its_tag_is_left_alone(tmp_path, lvm):
+    """remove frees only the volume it made: one replaced behind its back stays."""
+    root, commands = lvm
+    image = make_image(str(tmp_path / "web.xenguest"), [("--disk-size", "4M"),
+                                                        ("--disk-add-part", "1:2M::")])
+    mgr = lvm_manager(tmp_path, commands)
+    mgr.create(image)
+    volume = os.path.join(root, "vg0", "xenguest-web")
+    os.unlink(os.path.join(root, ".tags", "vg0", "xenguest-web"))
+    write(volume, b"another volume of that name")
+    mgr.remove("web")
+    assert open(volume, "rb").read() == b"another volume of that name"
+    assert mgr.status() == []

@@ -2,14 +2,18 @@
 
 import json
 import os
+import subprocess
 
 import pytest
 
-from manager_util import FakeXl, RecordingToolstack, config_file, make_image, manager
+from interrupt_util import run_interrupted, steps
+from manager_util import (FakeXl, RecordingToolstack, config_file, make_image, make_tar,
+                          manager, script, tar_entry, tree, write)
 from signing_util import flip_byte
 from xenguest import signing
 from xenguest.archive import TarIndex
 from xenguest.archive_append import append_members
+from xenguest.image import Image
 from xenguest.cli.manager import main
 from xenguest.manager import ManagerError
 from xenguest.manager.config import parse_config
@@ -149,3 +153,94 @@ def test_command_line_status_shows_the_signer(tmp_path, pki, monkeypatch, capsys
     assert main(["create", unsigned]) == 1
     assert capsys.readouterr().err.strip().endswith(
         f"{unsigned}: refused (verify = require): no signature: the image is not signed")
+
+
+# -- signed means every installed byte was verified -----------------------------------
+
+TAMPERED = ["params.cfg", "init.d/10-run", "files/kernel", "disk/rootfs.tar"]
+
+
+def tamper_test_image(tmp_path, pki, kind):
+    """A signed image (file or directory) with a script, a kernel and disk content."""
+    src = tmp_path / "src"
+    src.mkdir()
+    rootfs = make_tar(str(src / "rootfs.tar"), [tar_entry("./etc/motd", b"signed motd\n")])
+    edits = [("--disk-size", "12M"), ("--disk-add-file", rootfs),
+             ("--disk-add-part", "1:10M:ext4:rootfs.tar"), ("--set-param", "WHO=signed"),
+             ("--xen-kernel", write(str(src / "Image"), b"signed kernel" * 1000)),
+             ("--init-script", script(str(src / "10-run"), "echo signed\n"))]
+    image = str(tmp_path / "web.xenguest")
+    if kind == "directory":
+        os.mkdir(image)
+    make_image(image, edits)
+    signing.sign(image, pki.key("signer"), pki.cert("signer"), pki.cert("intermediate"))
+    return image
+
+
+def evil(data: bytes) -> bytes:
+    """Other bytes of the same length."""
+    return bytes(b ^ 0x20 for b in data)
+
+
+@pytest.mark.parametrize("kind", ["directory", "file"])
+def test_bytes_changed_after_verification_are_never_installed(tmp_path, pki, monkeypatch,
+                                                               capsys, kind):
+    """Another process changes a member after the verification (a directory image's file
+    renamed over, a file image overwritten in place): the guest gets the verified bytes,
+    or is not made at all."""
+    xl = FakeXl(str(tmp_path))
+    state = str(tmp_path / "state")
+    monkeypatch.setenv("XENGUEST_MANAGER_CONFIG", config_file(
+        str(tmp_path), state, xl=xl.path,
+        extra=f"[security]\nverify = require\nkeyring = {pki.cert('root')}\n"))
+    image = tamper_test_image(tmp_path, pki, kind)
+    trace = steps("manager", ["create", image], str(tmp_path), str(tmp_path) + ".trace")
+    assert main(["remove", "web"]) == 0
+    openssl = max(i for i, step in enumerate(trace, 1) if step == "run openssl")
+    moments = [openssl + 1,  # the digests are being computed
+               trace.index(f"os.mkdir {state}/guests/.web.partial") + 1,  # verified, checked
+               trace.index("run sfdisk") + 1]  # the configuration is installed
+    outcomes = set()
+    for member in TAMPERED:
+        with Image.open(image) as opened:
+            original = opened.read_bytes(member) if opened.entry(member).size < 1 << 20 \
+                else None
+        for nth in moments:
+            if kind == "directory":
+                path = os.path.join(image, *member.split("/"))
+                swap = write(str(tmp_path / "swap"), evil(open(path, "rb").read()),
+                             os.stat(path).st_mode & 0o777)
+                how = ["rename", path, swap]
+                restore = open(path, "rb").read()
+            else:
+                with TarIndex.open(image) as index:
+                    at = index.file_member(member).data_offset
+                with open(image, "rb") as f:
+                    f.seek(at)
+                    restore = f.read(4096)
+                how = ["pwrite", image, at, evil(restore).hex()]
+            rc, err = run_interrupted("manager", ["create", image], str(tmp_path), nth, how)
+            where = (member, trace[nth - 1], err)
+            outcomes.add(rc)
+            if rc == 0:  # changed after it was read for good: the verified bytes are in
+                guest = os.path.join(state, "guests", "web")
+                if member.startswith("disk/"):
+                    motd = subprocess.run(["debugfs", "-R", "cat /etc/motd",
+                                           f"{guest}/disk.img?offset={1 << 20}"],
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                    assert motd.stdout == b"signed motd\n", where
+                else:
+                    with open(os.path.join(guest, *member.split("/")), "rb") as f:
+                        assert f.read() == original, where
+                assert main(["remove", "web"]) == 0
+            else:
+                assert rc == 1 and "verif" in err.splitlines()[-1], where
+                assert tree(os.path.join(state, "guests")) == [], where
+            if kind == "directory":
+                write(path, restore, os.stat(path).st_mode & 0o777)
+            else:
+                with open(image, "r+b") as f:
+                    f.seek(at)
+                    f.write(restore)
+            capsys.readouterr()
+    assert outcomes == {0, 1}  # some changes came after their member was read for good

@@ -456,6 +456,23 @@ def test_not_an_image(tmp_path):
     assert "no such image" in fails("update", str(tmp_path / "nope"), "--xen-memory=1")
 
 
+def test_empty_paths_are_named_as_such(tmp_path, monkeypatch, pki):
+    monkeypatch.chdir(tmp_path)  # an empty path is not the current folder
+    image = str(tmp_path / "g.xenguest")
+    ok("create", image)
+    cert, key = pki.cert("signer"), pki.key("signer")
+    for args, what in [(("create", ""), "image"), (("update", "", "--xen-memory=1"), "image"),
+                       (("check", ""), "image"), (("info", ""), "image"),
+                       (("pack", "", "x"), "image"), (("pack", image, ""), "destination"),
+                       (("extract", image, ""), "destination"),
+                       (("extract-disk-file", "", "a"), "image"),
+                       (("sign", image, "--key", "", "--cert", cert), "key"),
+                       (("sign", image, "--key", key, "--cert", ""), "certificate"),
+                       (("verify", image, "--keyring", ""), "keyring")]:
+        assert fails(*args) == f"xenguest-mkimage {args[0]}: the {what} path is empty", args
+    assert sorted(os.listdir(tmp_path)) == ["g.xenguest"]
+
+
 def test_usage_errors_exit_2(tmp_path):
     assert "unrecognized arguments" in fails("update", str(tmp_path / "x"), "--bogus", rc=2)
     assert "invalid choice" in fails("frobnicate", rc=2)
@@ -531,7 +548,7 @@ def test_ctrl_c_leaves_no_temporary_file(tmp_path):
                              "--disk-add-part=1:5:ext4:big.img", f"--disk-add-file={payload}"],
                             stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
-    while not [n for n in os.listdir(tmp_path) if ".tmp-" in n]:
+    while not [n for n in os.listdir(tmp_path) if ".xenguest-tmp-" in n]:
         assert proc.poll() is None and time.monotonic() < deadline, "no temporary file seen"
         time.sleep(0.005)
     proc.send_signal(signal.SIGINT)

@@ -267,3 +267,27 @@ def test_no_manifest_is_unverifiable(tmp_path, pki):
         "with 'pack')")
     assert fails("sign", str(folder), *sign_args(pki)).endswith("write a new one with 'pack')")
     shutil.rmtree(folder)
+
+
+def test_the_manifest_verified_is_the_manifest_checked_against(tmp_path, pki):
+    """An updated directory image (its own, consistent manifest) keeps its old signature;
+    another process puts the signed manifest back right after verify read the manifest:
+    the signature must be checked over the manifest the digests are checked against."""
+    from interrupt_util import run_interrupted, steps
+
+    image = tmp_path / "img"
+    image.mkdir()
+    ok("create", str(image), "--xen-memory=64")
+    ok("sign", str(image), *sign_args(pki))
+    reference = shutil.copytree(str(image), str(tmp_path / "reference"))
+    trace = steps("mkimage", ["verify", reference, "--keyring", pki.cert("root")],
+                  str(tmp_path), str(tmp_path) + ".trace")
+    signed_manifest = shutil.copy(str(image / "xenguest.manifest"), str(tmp_path / "m"))
+    ok("update", str(image), "--xen-memory=4096")
+    assert "manifest tampered" in fails("verify", str(image), "--keyring", pki.cert("root"))
+    first_read = trace.index(f"open-read {reference}/xenguest.manifest") + 1
+    nth = first_read + 1  # whatever comes after the manifest was read
+    rc, err = run_interrupted("mkimage", ["verify", str(image), "--keyring",
+                                          pki.cert("root")], str(tmp_path), nth,
+                              ["rename", str(image / "xenguest.manifest"), signed_manifest])
+    assert rc == 1 and "manifest tampered" in err, err

@@ -33,15 +33,15 @@ replaces it atomically.
 """
 
 import contextlib
-import fcntl
 import os
 import stat
-import tempfile
 from typing import BinaryIO, Callable, Iterable, Iterator, List, Optional, Tuple
 
 from .archive import (BLOCK, TarIndex, TarWriter, _checksummed, Member,
                       source_date_epoch)
 from .errors import ArchiveError, ImageError, XenguestError
+from .fsutil import naming
+from .locking import locked_temp, remove_stale_temps
 from .streams import CHUNK
 
 
@@ -94,7 +94,8 @@ def append_members(path: str, index: TarIndex, write: Callable[[TarWriter], None
                    mtime: Optional[int] = None) -> None:
     """Append the members that *write* adds to the TarWriter it gets, crash-safely.
 
-    *index* must be an open index of *path*; it is stale afterwards (re-open it).
+    *index* must be an open index of *path*, read under the image's writer lock
+    (:mod:`xenguest.locking`); it is stale afterwards (re-open it).
     On any exception before the commit the file is left byte-identical; an
     error after it (renaming older occurrences) leaves a valid, updated archive.
     ArchiveError if the image cannot be appended to (see :func:`can_append`).
@@ -108,18 +109,15 @@ def append_members(path: str, index: TarIndex, write: Callable[[TarWriter], None
     except OSError as exc:
         raise ImageError(f"cannot open {path} for writing: {exc.strerror}") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise ArchiveError(f"{path} is being modified by another process") from None
         info = os.fstat(fd)
         if (info.st_dev, info.st_ino, info.st_size) != index.identity:
             raise ArchiveError(f"{path} changed since it was read")
-        renames = _commit_tail(fd, index, write, mtime, end, size)
-        for offset, block in renames:
-            os.pwrite(fd, block, offset)
-        if renames:
-            os.fsync(fd)
+        with naming(path):
+            renames = _commit_tail(fd, index, write, mtime, end, size)
+            for offset, block in renames:
+                os.pwrite(fd, block, offset)
+            if renames:
+                os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -148,6 +146,24 @@ def _commit_tail(fd: int, index: TarIndex, write: Callable[[TarWriter], None],
         raise
 
 
+def _rename_new(tmp: str, target: str, path: str) -> None:
+    """Rename *tmp* to *target*, which must not exist: another writer's new file
+    is never replaced (a hard link fails if the name is taken; where there
+    are no hard links, the check and the rename are two steps)."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        pass
+    except OSError:
+        if not os.path.lexists(target):
+            os.replace(tmp, target)
+            return
+    else:
+        os.unlink(tmp)
+        return
+    raise ImageError(f"{path}: exists already (made meanwhile by another process)")
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -155,13 +171,16 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str) -> Iterator[BinaryIO]:
-    """Yield a file object whose content replaces *path* atomically on success.
+def atomic_output(path: str, replace: bool = True) -> Iterator[BinaryIO]:
+    """Yield a file object whose content replaces *path* atomically on success
+    (without *replace*: becomes *path*, which must not exist by then).
 
-    The data goes to ``.<basename>.tmp-<random>`` in the same directory (the
-    directory of the symlink's target if *path* is a symbolic link), which is
-    removed on any exception. The new file keeps the old one's permission bits,
-    else gets 0o644 minus the umask. Do not close the yielded file object.
+    The data goes to ``.<basename>.xenguest-tmp-<random>`` in the same directory
+    (the directory of the symlink's target if *path* is a symbolic link), locked
+    until it is renamed and removed on any exception; those left by killed
+    writers are removed first (see :mod:`xenguest.locking`).  The new file keeps
+    the old one's permission bits, else gets 0o644 minus the umask.  Do not
+    close the yielded file object.
 
     Replacing an existing file is durable: the data is synced before the
     rename, so that after a power cut the path holds the old or the new
@@ -170,7 +189,7 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
     the disk.
     """
     target = os.path.realpath(path)
-    directory, base = os.path.split(target)
+    directory = os.path.dirname(target)
     try:
         mode = os.stat(target).st_mode
         durable = True
@@ -179,22 +198,32 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
         durable = False
     if stat.S_ISDIR(mode):
         raise XenguestError(f"{path} is a directory")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", dir=directory)
-    except OSError as exc:
-        raise XenguestError(f"cannot create {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
+    remove_stale_temps(target)
+    tmp, held = "", -1
+    try:  # from the moment the temporary file exists, a failure removes it
+        try:
+            fd, tmp = locked_temp(target)
+        except OSError as exc:
+            raise XenguestError(f"cannot create {path}: {exc.strerror}") from None
+        held = os.dup(fd)  # holds the lock past the file object's close, until the rename
+        with os.fdopen(fd, "wb") as out, naming(path):
             yield out  # type: ignore[misc]
             out.flush()
             os.fchmod(out.fileno(), stat.S_IMODE(mode))
             if durable:
                 os.fsync(out.fileno())
-        os.replace(tmp, target)
+        if replace:
+            os.replace(tmp, target)
+        else:
+            _rename_new(tmp, target, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
+    finally:
+        if held >= 0:
+            os.close(held)
     if not durable:
         return
     with contextlib.suppress(OSError):

@@ -7,6 +7,7 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from .archive import Member, TarIndex, _check_logical
 from .errors import ArchiveError, XenguestError
+from .fsutil import naming
 from .streams import copy_fd
 
 
@@ -141,7 +142,8 @@ def _extract_file(index: TarIndex, member: Member, dir_fd: int, leaf: str, dest_
                            f"{os.path.join(dest_dir, rel)} exists already") from None
     created.append(rel)
     try:
-        copy_fd(index.fd, out, member.size, offset=member.data_offset, what=index.path)
+        with naming(os.path.join(dest_dir, rel)):
+            copy_fd(index.fd, out, member.size, offset=member.data_offset, what=index.path)
         os.fchmod(out, mode)
         os.utime(out, (member.mtime, member.mtime))
     finally:

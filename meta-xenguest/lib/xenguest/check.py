@@ -10,7 +10,7 @@ digest and checks that each signature is over the current manifest.
 
 from typing import Callable, Dict, List, Optional, Tuple
 
-from . import layout, manifest, netparams, signing, xlcfg, xlkeys
+from . import dircommit, layout, manifest, netparams, signing, xlcfg, xlkeys
 from .disk import DiskConfig
 from .editor import PAYLOAD_KEYS, strings_in
 from .errors import XenguestError
@@ -127,6 +127,13 @@ def _check_structure(image: Image, complete: bool) -> List[Problem]:
                  for name in layout.FOLDERS + (layout.SIGNATURES,) if image.exists(name)]
     problems += [error(name, "reserved: xenguest-manager writes it in the guest's folder")
                  for name in layout.HOST_NAMES if image.exists(name) or name in folders]
+    for name in image.leftovers:
+        if name == dircommit.JOURNAL:
+            problems.append(error(name, "an update of this image was interrupted: "
+                                        "'xenguest-mkimage update IMAGE' undoes it"))
+        else:
+            problems.append(note(name, "left by an interrupted update: the next update "
+                                       "removes it"))
     superseded = image.superseded()
     if superseded:
         size = sum(s for _, s in superseded)

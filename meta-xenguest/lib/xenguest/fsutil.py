@@ -1,8 +1,10 @@
 """Small file-system helpers of the image writers, and progress accounting."""
 
+import contextlib
+import errno
 import os
 import stat
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 from . import streams
 from .errors import ImageError
@@ -29,6 +31,29 @@ class Tracker:
     def finish(self) -> None:
         if self.progress is not None:
             self.progress(self.total, self.total)
+
+
+def require_path(path: str, what: str) -> str:
+    """*path*, unless it is empty (an empty path is not the current folder)."""
+    if not path:
+        raise ImageError(f"the {what} path is empty")
+    return path
+
+
+#: Errors of a write that found no room: they name no file by themselves.
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+@contextlib.contextmanager
+def naming(path: str) -> Iterator[None]:
+    """Give *path* as the file name to an out-of-space error raised inside (a write
+    to an fd names no file), so that the message says which file did not fit."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno in _NO_ROOM:
+            e.filename = path
+        raise
 
 
 def makedirs(root: str, rel: str, created: List[str]) -> None:

@@ -9,7 +9,10 @@ of the original image) — and then committed in one step:
   see :mod:`xenguest.archive`), or is rewritten atomically when members were
   removed;
 * a directory image gets new files staged as temporary files first, then
-  renamed into place, then removed files deleted.
+  swapped in as one journaled commit (:mod:`xenguest.dircommit`).
+
+Writers open an image with ``write=True`` (or start one with :meth:`Image.new`)
+and so hold its writer lock (:mod:`xenguest.locking`) until they close it.
 
 Every commit keeps the digest manifest (:mod:`xenguest.manifest`) right: the
 members written are hashed while they are copied; an append lists unchanged
@@ -18,18 +21,24 @@ appends the new manifest, and leaves an image without a manifest without one.
 
 Nothing is written before :meth:`Image.commit`, so an operation that fails
 while applying its options leaves the image exactly as it was.
+
+A verified image is read through :meth:`Image.pin` (see :mod:`xenguest.pinned`):
+every byte read from it afterwards is a byte that was verified.
 """
 
+import contextlib
+import io
 import os
 import stat
 from dataclasses import dataclass
-from typing import BinaryIO, Dict, List, Optional, Set, Tuple
+from typing import BinaryIO, Dict, Iterator, List, Optional, Set, Tuple
 
-from . import archive, archive_header, layout, manifest, streams
+from . import archive, archive_header, dircommit, layout, locking, manifest, streams
 from .archive_append import append_members, atomic_output, can_append
 from .digits import whole_number
 from .errors import ImageError, XenguestError
-from .fsutil import Progress, Tracker, makedirs, rmdir_quietly, unlink_quietly
+from .fsutil import Progress, Tracker, naming, require_path
+from .pinned import CheckedReader, Pin
 from .streams import write_all
 
 DIRECTORY = "directory"
@@ -68,16 +77,22 @@ class Image:
         self._entries: Dict[str, Entry] = {}
         self._dirs: Set[str] = set()
         self._allow_trailing = False
+        #: Files of an interrupted commit in a directory image (see :mod:`.dircommit`).
+        self.leftovers: List[str] = []
+        self._lock: Optional[int] = None
+        self._pin: Optional[Pin] = None
 
     # -- opening ---------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str, allow_trailing: bool = False) -> "Image":
-        """Open an existing directory or file image for reading and editing.
+    def open(cls, path: str, write: bool = False, allow_trailing: bool = False) -> "Image":
+        """Open an existing directory or file image for reading, or with *write*
+        for editing and committing (the writer lock is held until :meth:`close`).
 
         *allow_trailing* accepts data after the end of a file image's archive
         (see :meth:`archive.TarIndex.open`): for the writers that rewrite it.
         """
+        require_path(path, "image")
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -92,7 +107,12 @@ class Image:
             raise ImageError(f"{path}: not a directory or a regular file")
         image._allow_trailing = allow_trailing
         try:
+            image._take_lock(write)
             image._rescan()
+            if image._lock is not None and image.index is not None and \
+                    image.index.identity[:2] != locking.identity(image._lock):
+                raise ImageError(f"{path}: replaced while being opened (by a writer that "
+                                 "does not lock it): try again")
         except BaseException:
             image.close()
             raise
@@ -101,8 +121,28 @@ class Image:
 
     @classmethod
     def new(cls, path: str, kind: str) -> "Image":
-        """Start an empty image that :meth:`commit` will write to *path*."""
-        return cls(path, kind, is_new=True)
+        """Start an empty image that :meth:`commit` will write to *path* (the writer
+        lock of what *path* holds, if anything, is held until :meth:`close`)."""
+        require_path(path, "image")
+        image = cls(path, kind, is_new=True)
+        if kind == DIRECTORY or os.path.isfile(path):
+            image._take_lock(True)
+        return image
+
+    def _take_lock(self, write: bool) -> None:
+        """Hold the image's lock (see :mod:`.locking`); a writer then removes what
+        killed writers left."""
+        if write or self.kind == DIRECTORY:
+            try:
+                self._lock = locking.lock_image(self.path, exclusive=write)
+            except FileNotFoundError:
+                raise ImageError(f"{self.path}: no such image") from None
+            except OSError as e:
+                raise ImageError(f"{self.path}: cannot open image: {e.strerror}") from None
+        if write and self.kind == DIRECTORY:
+            dircommit.recover(self.path)
+        elif write:
+            locking.remove_stale_temps(self.path)
 
     def _scan_tar(self) -> None:
         self.index = archive.TarIndex.open(self.path, self._allow_trailing)
@@ -124,6 +164,8 @@ class Image:
                     raise ImageError(f"{self.path}: {rel!r}: {problem}")
                 if stat.S_ISDIR(st.st_mode):
                     self._found(rel, None)
+                elif dircommit.is_leftover(name):
+                    self.leftovers.append(rel)
                 elif stat.S_ISREG(st.st_mode):
                     self._found(rel, Entry(_logical(rel), st.st_size, stat.S_IMODE(st.st_mode),
                                            path=full))
@@ -156,6 +198,12 @@ class Image:
             raise ImageError(f"{self.path}: {both[0]} is both a file and a folder")
 
     def close(self) -> None:
+        self._close_index()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def _close_index(self) -> None:
         if self.index is not None:
             self.index.close()
             self.index = None
@@ -198,17 +246,30 @@ class Image:
         """Total size of the files in the image."""
         return sum(e.size for e in self._entries.values())
 
+    def pin(self) -> None:
+        """Read from now on only bytes that agree with the manifest read next (see
+        :mod:`.pinned`); for reading, never for editing."""
+        self._pin = Pin(self.path)
+
+    @property
+    def pinned(self) -> bool:
+        return self._pin is not None
+
     def read_bytes(self, name: str) -> bytes:
+        if self._pin is not None and name in self._pin.kept:
+            return self._pin.kept[name]
         entry = self.entry(name)
         if entry.size > MAX_CONFIG_SIZE:
             raise ImageError(f"{self.path}: {name} is too large to be a configuration file")
         if entry.data is not None:
-            return entry.data
-        if entry.member is not None:
+            data = entry.data
+        elif entry.member is not None:
             assert self.index is not None
-            return self.index.read_bytes(entry.member, MAX_CONFIG_SIZE)
-        with open(entry.path, "rb") as f:  # type: ignore[arg-type]
-            return f.read(MAX_CONFIG_SIZE + 1)
+            data = self.index.read_bytes(entry.member, MAX_CONFIG_SIZE)
+        else:
+            with self._open_file(entry) as f:
+                data = f.read(MAX_CONFIG_SIZE + 1)
+        return data if self._pin is None else self._pin.keep(name, data)
 
     def read_text(self, name: str) -> str:
         """Content of a text member (UTF-8)."""
@@ -223,26 +284,61 @@ class Image:
     def copy_to_fd(self, name: str, fd: int, progress: Progress = None) -> int:
         """Stream a member's content to a file descriptor; return bytes written."""
         entry = self.entry(name)
+        hasher = None
+        if self._pin is not None:
+            if name in self._pin.kept:
+                return write_all(fd, self._pin.kept[name])
+            hasher = self._pin.hasher(name)
         if entry.member is not None:
             assert self.index is not None
-            return self.index.copy_member(entry.member, fd, progress)
-        if entry.data is not None:
-            write_all(fd, entry.data)
-            return len(entry.data)
-        with open(entry.path, "rb") as src:  # type: ignore[arg-type]
-            return streams.copy_fd(src.fileno(), fd, entry.size, progress=progress)
+            member = self.index.file_member(entry.member)
+            count = streams.copy_fd(self.index.fd, fd, member.size, progress,
+                                    member.data_offset, hasher, self.path)
+        elif entry.data is not None:
+            count = write_all(fd, entry.data)
+            if hasher is not None:
+                hasher.update(entry.data)
+        else:
+            with self._open_file(entry) as src:
+                count = streams.copy_fd(src.fileno(), fd, entry.size, progress,
+                                        hasher=hasher, what=entry.path or name)
+        if self._pin is not None:
+            self._pin.check(name, count, hasher)
+        return count
 
-    def open_member(self, name: str) -> BinaryIO:
-        """A readable binary stream of a member's content (for streaming decompression)."""
+    @contextlib.contextmanager
+    def open_member(self, name: str) -> Iterator[BinaryIO]:
+        """A readable binary stream of a member's content, for a ``with`` block
+        (streaming decompression); on a pinned image the end of the block (or a
+        failure in it) reads the rest of the member and checks all of it."""
+        if self._pin is not None and name in self._pin.kept:
+            yield io.BytesIO(self._pin.kept[name])
+            return
         entry = self.entry(name)
         if entry.member is not None:
             assert self.index is not None
-            return self.index.open_member(entry.member)
-        if entry.data is not None:
-            import io
+            stream = self.index.open_member(entry.member)
+        elif entry.data is not None:
+            stream = io.BytesIO(entry.data)
+        else:
+            stream = self._open_file(entry)
+        with stream:
+            if self._pin is None:
+                yield stream
+                return
+            checked = CheckedReader(self._pin, name, stream)
+            try:
+                yield io.BufferedReader(checked, streams.CHUNK)  # type: ignore[misc]
+            except Exception:
+                checked.finish()  # a changed member explains a reader's failure best
+                raise
+            checked.finish()
 
-            return io.BytesIO(entry.data)
-        return open(entry.path, "rb")  # type: ignore[arg-type]
+    @staticmethod
+    def _open_file(entry: Entry) -> BinaryIO:
+        """The file of a directory image's member, never through a symbolic link."""
+        fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # type: ignore
+        return os.fdopen(fd, "rb")
 
     def superseded(self) -> List[Tuple[str, int]]:
         """(name, size) of older versions of members still held by a file image."""
@@ -336,7 +432,6 @@ class Image:
             self._append_changes(progress)
         else:
             self.write_file(self.path, progress)
-        self.close()
         self._rescan()
         self._base = dict(self._entries)
         self.is_new = False
@@ -407,16 +502,19 @@ class Image:
         tracker.finish()
 
     def _rescan(self) -> None:
+        self._close_index()
         self._entries.clear()
         self._dirs.clear()
+        self.leftovers.clear()
         if self.kind == FILE:
             self._scan_tar()
         else:
             self._scan_directory()
         self._check_paths()
 
-    def write_file(self, dest: str, progress: Progress = None) -> None:
-        """Write the whole image canonically as a new file image at *dest* (atomic)."""
+    def write_file(self, dest: str, progress: Progress = None, replace: bool = True) -> None:
+        """Write the whole image canonically as a new file image at *dest* (atomic;
+        without *replace*, *dest* must not exist by then)."""
         dirs = set(self._dirs) | set(layout.FOLDERS) | {""}
         for name in self._entries:
             dirs.update(_parents(name))
@@ -430,7 +528,7 @@ class Image:
                                       if manifest.covered(n))
         tracker = Tracker(progress, sum(e.size for e in files.values()))
         builder = manifest.Builder()
-        with atomic_output(dest) as out:
+        with atomic_output(dest, replace) as out:
             writer = archive.TarWriter(out, archive.source_date_epoch())
             offset = 0
             for _, entry, name in items:
@@ -466,41 +564,30 @@ class Image:
 
     def _commit_directory(self, complete: bool) -> None:
         changed, removed = self._changed()
-        created_dirs: List[str] = []
-        staged: List[Tuple[str, str]] = []
+        commit = dircommit.DirectoryCommit(self.path)
         builder = manifest.Builder()
 
         def stage(entry: Entry) -> None:
-            target = os.path.join(self.path, *entry.name.split("/"))
-            makedirs(self.path, os.path.dirname(entry.name), created_dirs)
-            tmp = os.path.join(
-                os.path.dirname(target), f".{os.path.basename(target)}.xenguest-tmp"
-            )
-            staged.append((tmp, target))
             hasher = builder.hasher(entry.name, entry.size, _normal_mode(entry)) \
                 if manifest.covered(entry.name) else None
-            self._stage(entry, tmp, hasher)
+            with naming(os.path.join(self.path, *entry.name.split("/"))):
+                self._stage(entry, commit.stage(entry.name), hasher)
 
         try:
             if self.is_new or complete:
-                for folder in layout.FOLDERS:
-                    makedirs(self.path, folder, created_dirs)
+                commit.folders(*layout.FOLDERS)
             for entry in changed:
                 stage(entry)
             data = self._updated_manifest(changed, builder) if complete else None
             if data is not None:
                 stage(Entry(layout.MANIFEST_MEMBER, len(data), layout.FILE_MODE, data=data))
+            for entry in removed:
+                commit.remove(os.path.relpath(entry.path, self.path) if entry.path
+                              else entry.name)
         except BaseException:
-            for tmp, _ in staged:
-                unlink_quietly(tmp)
-            for d in reversed(created_dirs):
-                rmdir_quietly(d)
+            commit.roll_back()
             raise
-        for tmp, target in staged:
-            os.replace(tmp, target)
-        for entry in removed:
-            unlink_quietly(entry.path or os.path.join(self.path, *entry.name.split("/")))
-        self._rescan()
+        commit.apply()
 
     def _stage(self, entry: Entry, tmp: str, hasher: Optional[streams.Hasher]) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)

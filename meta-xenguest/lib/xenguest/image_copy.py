@@ -5,7 +5,7 @@ from typing import Callable, Dict, List, Set
 
 from .archive_extract import extract
 from .errors import ImageError
-from .fsutil import makedirs, rmdir_quietly, unlink_quietly
+from .fsutil import makedirs, naming, rmdir_quietly, unlink_quietly
 from .image import Image, _logical, _normal_mode
 
 
@@ -15,7 +15,7 @@ def copy_tree_out(image: Image, dest: str, select: Callable[[str], bool]) -> Lis
     *select* gets file names, and folder names with a trailing slash.  Nothing
     is overwritten; on failure everything created is removed again.
     """
-    if image.index is not None:
+    if image.index is not None and not image.pinned:  # a pinned image checks each copy
         files = {e.member: n for n, e in image._entries.items() if e.member is not None}
         made: Set[str] = set()
         dirs: Dict[str, str] = {}
@@ -50,7 +50,8 @@ def copy_tree_out(image: Image, dest: str, select: Callable[[str], bool]) -> Lis
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             written.append(target)
             try:
-                image.copy_to_fd(name, fd)
+                with naming(target):
+                    image.copy_to_fd(name, fd)
                 os.fchmod(fd, _normal_mode(image.entry(name)))
             finally:
                 os.close(fd)

@@ -15,6 +15,7 @@ from .check import check_image, verify_content
 from .editor import PAYLOAD_KEYS, GuestEditor
 from .errors import ImageError, XenguestError
 from .image import DIRECTORY, FILE, Image, Progress
+from .fsutil import require_path, rmdir_quietly
 from .image_copy import copy_tree_out
 from .options import Edit, apply_edits
 from .problems import ERROR, Problem
@@ -32,11 +33,7 @@ def _refuse_errors(problems: Iterable[Problem], before: Iterable[Problem] = ()) 
 def create(path: str, edits: Iterable[Edit] = (), progress: Progress = None) -> None:
     """Create an image at *path*: a directory image in an existing empty folder,
     else a file image (an existing file is replaced, atomically)."""
-    if os.path.isdir(path):
-        if os.listdir(path):
-            raise ImageError(
-                f"{path}: folder is not empty (a directory image is created only in an empty folder)"
-            )
+    if os.path.isdir(require_path(path, "image")):
         kind = DIRECTORY
     else:
         if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
@@ -46,6 +43,10 @@ def create(path: str, edits: Iterable[Edit] = (), progress: Progress = None) -> 
             raise ImageError(f"{path}: folder {parent} does not exist")
         kind = FILE
     with Image.new(path, kind) as image:
+        if kind == DIRECTORY and os.listdir(path):
+            raise ImageError(
+                f"{path}: folder is not empty (a directory image is created only in an empty folder)"
+            )
         editor = GuestEditor(image)
         editor.reset_guest()
         apply_edits(editor, edits)
@@ -61,22 +62,28 @@ def update(path: str, edits: Iterable[Edit], progress: Progress = None,
     *partial* edits a directory that need not be a complete image (it is
     created if missing) and skips the completeness checks.
     """
-    if partial and not os.path.lexists(path):
+    made = partial and not os.path.lexists(require_path(path, "image"))
+    if made:
         try:
             os.mkdir(path)
         except OSError as e:
             raise ImageError(f"{path}: cannot create folder: {e.strerror}") from None
-    with Image.open(path, allow_trailing=True) as image:
-        if partial and image.kind != DIRECTORY:
-            raise ImageError(f"{path}: partial works on directory images only")
-        if not partial:
-            _require_image(image)
-        before = check_image(image, complete=not partial)
-        editor = GuestEditor(image)
-        apply_edits(editor, edits)
-        editor.flush()
-        _refuse_errors(check_image(image, complete=not partial), before)
-        return image.commit(progress, complete=not partial)
+    try:
+        with Image.open(path, write=True, allow_trailing=True) as image:
+            if partial and image.kind != DIRECTORY:
+                raise ImageError(f"{path}: partial works on directory images only")
+            if not partial:
+                _require_image(image)
+            before = check_image(image, complete=not partial)
+            editor = GuestEditor(image)
+            apply_edits(editor, edits)
+            editor.flush()
+            _refuse_errors(check_image(image, complete=not partial), before)
+            return image.commit(progress, complete=not partial)
+    except BaseException:
+        if made:
+            rmdir_quietly(path)
+        raise
 
 
 def _require_image(image: Image) -> None:
@@ -87,9 +94,10 @@ def _require_image(image: Image) -> None:
             raise ImageError(f"{image.path}: damaged xenguest image: {name} is missing")
 
 
-def open_image(path: str, allow_trailing: bool = False) -> Image:
-    """Open an existing, complete image for reading (close it after use)."""
-    image = Image.open(path, allow_trailing)
+def open_image(path: str, write: bool = False, allow_trailing: bool = False) -> Image:
+    """Open an existing, complete image for reading, or with *write* for
+    committing changes (close it after use); *allow_trailing*: see :meth:`Image.open`."""
+    image = Image.open(path, write, allow_trailing)
     try:
         _require_image(image)
     except XenguestError:
@@ -118,14 +126,16 @@ def pack(source: str, dest: str, progress: Progress = None) -> None:
 
     *dest* must not exist, unless it is *source* itself (compacts an updated image).
     """
+    require_path(source, "image")
+    require_path(dest, "destination")
     same = os.path.lexists(dest) and os.path.exists(source) and os.path.samefile(source, dest)
     if os.path.lexists(dest) and not same:
         raise ImageError(f"{dest}: exists already: pack writes a new file")
     if os.path.isdir(dest):
         raise ImageError(f"{dest}: is a folder: pack writes a file image")
-    with open_image(source, allow_trailing=True) as image:
+    with open_image(source, write=same, allow_trailing=True) as image:
         _refuse_errors(check_image(image))
-        image.write_file(dest, progress)
+        image.write_file(dest, progress, replace=same)
 
 
 def extract(source: str, dest: str, config_only: bool = False) -> List[str]:
@@ -133,7 +143,7 @@ def extract(source: str, dest: str, config_only: bool = False) -> List[str]:
 
     *config_only* leaves out the disk content (``disk/``).
     """
-    if not os.path.isdir(dest):
+    if not os.path.isdir(require_path(dest, "destination")):
         raise ImageError(f"{dest}: no such folder")
 
     def wanted(name: str) -> bool:

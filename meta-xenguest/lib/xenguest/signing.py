@@ -28,6 +28,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import layout, manifest
 from .errors import ImageError, XenguestError
+from .fsutil import require_path
 from .image import Image
 
 SUFFIX = ".cms"
@@ -157,10 +158,10 @@ def sign(path: str, key: str, cert: str, chain: Optional[str] = None) -> Tuple[s
     one (left by an update) are removed, which rewrites a file image.
     """
     for what, value in (("key", key), ("certificate", cert), ("chain", chain)):
-        if value is not None and not os.path.isfile(value):
+        if value is not None and not os.path.isfile(require_path(value, what)):
             raise XenguestError(f"{value}: no such {what} file")
     signer = certificate(cert)
-    with Image.open(path) as image:
+    with Image.open(path, write=True) as image:
         lines = manifest.read(image)
         data = _manifest_bytes(image)
         assert lines is not None
@@ -262,10 +263,12 @@ def verify_signed(image: Image, keyring: str) -> Verified:
     signature of the current manifest (its signer may be one this keyring does
     not trust), and ``signatures/`` must hold nothing else.  Returns the first
     signature that verifies; else raises SignatureError for the most telling
-    failure (one line, its kind first).
+    failure (one line, its kind first).  The image is pinned first: whatever is
+    read from it afterwards is what was verified, or an error (see :mod:`.pinned`).
     """
-    if not os.path.isfile(keyring):
+    if not os.path.isfile(require_path(keyring, "keyring")):
         raise XenguestError(f"{keyring}: no such keyring file (PEM CA certificates)")
+    image.pin()
     data = _manifest_bytes(image)
     stray = stray_failure(image)
     if stray is not None:

@@ -15,7 +15,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from ..errors import UsageError, XenguestError
-from ..manager.config import ManagerConfig, load_config
+from ..manager.config import ManagerConfig, load_config, seconds
 from ..manager.guests import GuestStatus, Manager, Report
 from . import Command, Help, main as cli_main
 
@@ -117,8 +117,16 @@ def _print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+def _seconds(value: str) -> float:
+    """--timeout: checked as the settings' timeouts are."""
+    try:
+        return seconds(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _timeout(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--timeout", metavar="S", type=float,
+    parser.add_argument("--timeout", metavar="S", type=_seconds,
                         help=f"seconds to wait for {what} (default: stop_timeout of "
                              "the settings, 60)")
 

@@ -10,6 +10,7 @@ import sys
 from typing import Any, Callable, List, Optional
 
 from .. import layout, operations, signing
+from ..fsutil import naming
 from ..image import Image
 from ..options import FLAG, GROUPS, OPTIONAL, OPTIONS, Edit
 from ..problems import ERROR, WARNING
@@ -286,7 +287,8 @@ class ExtractDiskFile(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         sys.stdout.flush()
-        operations.extract_disk_file(args.image, args.file, sys.stdout.fileno())
+        with naming("standard output"):
+            operations.extract_disk_file(args.image, args.file, sys.stdout.fileno())
         return 0
 
 

@@ -6,7 +6,13 @@
   or — when the image's disk.cfg names a ``DISK_DEVICE`` — in the volume group
   ``vg-xen-<device base name>`` (the earlier tool's convention).  That volume
   group must exist: the manager never initialises a device on its own.  A
-  volume that already exists is never reused nor overwritten.
+  volume that already exists is never reused nor overwritten.  Each volume
+  gets a tag unique to the create that made it (``lvcreate --addtag``), and
+  is removed only if it carries the tag its guest record names.
+
+A disk is *reserved* first — its record, saved in the guest folder before
+anything exists — then *allocated*: a create killed at any moment leaves a
+record naming everything it may have made, and the next create frees it.
 
 Both are attached with the same xl disk line (``format=raw``, ``vdev=xvda``).
 """
@@ -16,7 +22,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from ..disk import DiskConfig
 from . import ManagerError
@@ -31,9 +37,8 @@ MIB = 1 << 20
 
 @dataclass
 class Allocation:
-    """A new disk: what to record, where to write it, whether it reads as zeros."""
+    """A new disk: where to write it, whether it reads as zeros."""
 
-    record: Dict[str, Any]
     path: str
     zeroed: bool
 
@@ -60,8 +65,13 @@ class DiskBackend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def allocate(self, guest: str, disk: DiskConfig, size: int, folder: str) -> Allocation:
-        """Make a disk of *size* bytes for *guest*; *folder* is its (new) guest folder."""
+    def reserve(self, guest: str, disk: DiskConfig, size: int) -> Dict[str, Any]:
+        """The record of a disk of *size* bytes for *guest*, before it is made."""
+
+    @abc.abstractmethod
+    def allocate(self, record: Dict[str, Any], folder: str) -> Allocation:
+        """Make the reserved disk *record* (completed in place); *folder* is the new
+        guest folder."""
 
     @abc.abstractmethod
     def target(self, record: Dict[str, Any], guest_dir: str) -> str:
@@ -75,17 +85,20 @@ class DiskBackend(abc.ABC):
 class FileBackend(DiskBackend):
     name = "file"
 
-    def allocate(self, guest: str, disk: DiskConfig, size: int, folder: str) -> Allocation:
+    def reserve(self, guest: str, disk: DiskConfig, size: int) -> Dict[str, Any]:
         if disk.device:
             log.warning("%s: DISK_DEVICE %s is ignored: the disk is a file (backend file)",
                         guest, disk.device)
-        path = os.path.join(folder, DISK_FILE)
+        return {"backend": self.name, "file": DISK_FILE, "size": size}
+
+    def allocate(self, record: Dict[str, Any], folder: str) -> Allocation:
+        path = self.target(record, folder)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.ftruncate(fd, size)
+            os.ftruncate(fd, record["size"])
         finally:
             os.close(fd)
-        return Allocation({"backend": self.name, "file": DISK_FILE, "size": size}, path, True)
+        return Allocation(path, True)
 
     def target(self, record: Dict[str, Any], guest_dir: str) -> str:
         return os.path.join(guest_dir, record.get("file", DISK_FILE))
@@ -118,11 +131,14 @@ class LvmBackend(DiskBackend):
             raise ManagerError("the lvm backend needs [disk] volume_group in the settings")
         return self.volume_group
 
-    def _lv_path(self, vg: str, lv: str) -> Optional[str]:
-        result = self.host.run("lvs", ["--noheadings", "-o", "lv_path", f"{vg}/{lv}"],
-                               check=False)
-        path = result.stdout.strip()
-        return path if result.returncode == 0 and path else None
+    def _lv(self, vg: str, lv: str) -> Optional[Tuple[str, List[str]]]:
+        """(path, tags) of volume *vg*/*lv*, None if there is none."""
+        result = self.host.run("lvs", ["--noheadings", "--separator", "|",
+                                       "-o", "lv_path,lv_tags", f"{vg}/{lv}"], check=False)
+        path, _, tags = result.stdout.strip().partition("|")
+        if result.returncode or not path:
+            return None
+        return path, [t for t in tags.split(",") if t]
 
     def check(self, guest: str, disk: DiskConfig,
               replaced: Optional[Dict[str, Any]] = None) -> None:
@@ -133,29 +149,39 @@ class LvmBackend(DiskBackend):
             raise ManagerError(f"volume group {vg} does not exist{hint}")
         freed = (replaced or {}).get("backend") == self.name and \
             (replaced or {}).get("vg") == vg and (replaced or {}).get("lv") == lv
-        if not freed and self._lv_path(vg, lv):
+        if not freed and self._lv(vg, lv):
             raise ManagerError(f"logical volume {vg}/{lv} exists already: remove it or "
                                "choose another guest name")
 
-    def allocate(self, guest: str, disk: DiskConfig, size: int, folder: str) -> Allocation:
-        vg, lv = self.group_for(disk), self.lv_prefix + guest
-        mib = -(-size // MIB)
+    def reserve(self, guest: str, disk: DiskConfig, size: int) -> Dict[str, Any]:
+        return {"backend": self.name, "vg": self.group_for(disk), "lv": self.lv_prefix + guest,
+                "tag": f"xenguest-{os.urandom(16).hex()}", "path": "", "size": size}
+
+    def allocate(self, record: Dict[str, Any], folder: str) -> Allocation:
+        vg, lv = record["vg"], record["lv"]
+        mib = -(-record["size"] // MIB)
         self.host.run("lvcreate", ["--yes", "--wipesignatures", "y", "--zero", "y",
-                                   "-L", f"{mib}m", "-n", lv, vg])
-        path = self._lv_path(vg, lv)
-        record = {"backend": self.name, "vg": vg, "lv": lv, "path": path or "", "size": size}
-        if not path:
-            self.free(record, folder)
+                                   "--addtag", record["tag"], "-L", f"{mib}m", "-n", lv, vg])
+        found = self._lv(vg, lv)
+        if not found:
             raise ManagerError(f"lvcreate made {vg}/{lv} but lvs does not show it")
-        return Allocation(record, path, False)
+        record["path"] = found[0]
+        return Allocation(found[0], False)
 
     def target(self, record: Dict[str, Any], guest_dir: str) -> str:
         return str(record["path"])
 
     def free(self, record: Dict[str, Any], guest_dir: str) -> None:
-        vg, lv = record["vg"], record["lv"]
+        """Remove the recorded volume — only if it carries the record's tag (records
+        made before tags were used name no tag)."""
+        vg, lv, tag = record["vg"], record["lv"], record.get("tag")
         for attempt in range(1, self.remove_attempts + 1):
-            if not self._lv_path(vg, lv):
+            found = self._lv(vg, lv)
+            if not found:
+                return
+            if tag and tag not in found[1]:
+                log.warning("logical volume %s/%s was not made for this guest (no tag %s): "
+                            "left alone", vg, lv, tag)
                 return
             try:
                 self.host.run("lvremove", ["-f", f"{vg}/{lv}"])

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from ..digits import decimal_number
+from ..fsutil import require_path
 from . import ManagerError
 
 DEFAULT_PATH = "/etc/xenguest/manager.conf"
@@ -91,7 +92,9 @@ def _absolute_list(value: str) -> List[str]:
     return [_absolute(v) for v in value.split()]
 
 
-def _seconds(value: str) -> float:
+def seconds(value: str) -> float:
+    """A timeout of the settings or the command line: a number of seconds in ASCII
+    digits, above 0 (below 10**7); ValueError saying what is wrong."""
     negative = value.startswith("-")
     seconds = decimal_number(value[1:] if negative else value)
     if seconds is None:
@@ -180,9 +183,9 @@ SETTINGS: List[Setting] = [
     Setting("manager", "state_folder", "state_folder", _absolute),
     Setting("manager", "runtime_folder", "runtime_folder", _absolute),
     Setting("manager", "host_scripts", "host_scripts", _optional_absolute),
-    Setting("manager", "stop_timeout", "stop_timeout", _seconds),
-    Setting("manager", "script_timeout", "script_timeout", _seconds),
-    Setting("manager", "lock_timeout", "lock_timeout", _seconds),
+    Setting("manager", "stop_timeout", "stop_timeout", seconds),
+    Setting("manager", "script_timeout", "script_timeout", seconds),
+    Setting("manager", "lock_timeout", "lock_timeout", seconds),
     Setting("log", "file", "log_file", _optional_absolute),
     Setting("log", "level", "log_level", _choice(*LOG_LEVELS)),
     Setting("disk", "backend", "disk_backend", _choice(*DISK_BACKENDS)),
@@ -207,8 +210,8 @@ COMMANDS_SECTION = "commands"
 
 def config_path(explicit: Optional[str], environ: Mapping[str, str]) -> Tuple[str, bool]:
     """The settings file to read and whether it must exist."""
-    if explicit:
-        return explicit, True
+    if explicit is not None:
+        return require_path(explicit, "settings file"), True
     if environ.get(ENV_VAR):
         return environ[ENV_VAR], True
     return DEFAULT_PATH, False

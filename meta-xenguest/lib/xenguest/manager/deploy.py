@@ -18,6 +18,7 @@ from .. import layout, signing
 from ..check import check_image
 from ..editor import GuestEditor
 from ..errors import XenguestError
+from ..fsutil import require_path
 from ..image import Image
 from ..image_copy import copy_tree_out
 from ..operations import open_image
@@ -46,7 +47,7 @@ class Deployer:
     def create(self, image_path: str, name: Optional[str] = None,
                replace: bool = False) -> str:
         """Make guest *name* (default: from the image file name) from an image."""
-        image_path = os.path.abspath(image_path)
+        image_path = os.path.abspath(require_path(image_path, "image"))
         if name is not None:
             check_guest_name(name)
         with open_image(image_path) as image:
@@ -67,12 +68,12 @@ class Deployer:
                 if old is not None and self.toolstack.domid(name) is not None:
                     raise ManagerError(f"guest {name} is running: stop it before "
                                        "replacing it")
+                self._clean_leftovers(name)
                 if plan:
                     backend.check(name, editor.disk, old.disk if old else None)
                 if old is not None:
                     log.info("replacing guest %s", name)
                     self.manager.remove_locked(name)
-                self._clean_leftovers(name)
                 log.info("creating guest %s from %s", name, image_path)
                 self._build(image, editor, name, params, plan, backend, signer)
         log.info("guest %s created", name)
@@ -130,8 +131,11 @@ class Deployer:
             if plan is not None:
                 current = f"allocate the disk ({backend.name} backend)"
                 with step(current):
-                    allocation = backend.allocate(name, editor.disk, plan.size, staging)
-                    record.disk = allocation.record
+                    # recorded before it exists: whenever this command is killed, the
+                    # next create of the name finds what to free (_clean_leftovers)
+                    record.disk = backend.reserve(name, editor.disk, plan.size)
+                    self.state.save(staging, record)
+                    allocation = backend.allocate(record.disk, staging)
                     self.state.save(staging, record)
                 current = "provision the disk"
                 with step(current):

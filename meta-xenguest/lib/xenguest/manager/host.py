@@ -4,7 +4,8 @@ Every command is named by its program name (``sfdisk``, ``mke2fs``, ``xl``); the
 settings may give an absolute path for any of them (``[commands]``), else PATH
 is searched.  A failure becomes one :class:`CommandError` line naming the
 command, its exit status and the last line it printed.  Commands run with
-``LC_ALL=C`` so that their output can be read.
+``LC_ALL=C`` so that their output can be read.  Their output goes to
+temporary files, of which at most :data:`OUTPUT_LIMIT` bytes are read back.
 """
 
 import logging
@@ -43,6 +44,26 @@ PROVIDERS: Dict[str, str] = {
     "networkctl": "systemd (networkctl)",
     "xenstore-read": "the Xen tools (xenstore-read)",
 }
+
+
+#: Most bytes of a command's output (stdout, stderr) read into memory: a longer
+#: output keeps its beginning and its end (where the last line is).
+OUTPUT_LIMIT = 1 << 20
+_TAIL = 4096
+
+
+def read_output(output: BinaryIO) -> str:
+    """The text of a command's output file, shortened in its middle past OUTPUT_LIMIT."""
+    fd = output.fileno()
+    size = os.fstat(fd).st_size
+    if size <= OUTPUT_LIMIT:
+        data = os.pread(fd, size, 0)
+    else:
+        head = os.pread(fd, OUTPUT_LIMIT - _TAIL, 0)
+        tail = os.pread(fd, _TAIL, size - _TAIL)
+        data = b"%s\n[... %d bytes left out ...]\n%s" % (head, size - len(head) - len(tail),
+                                                         tail)
+    return data.decode("utf-8", "replace")
 
 
 class CommandError(ManagerError):
@@ -110,18 +131,17 @@ class Host:
         """Run command *name* with *args*; raise CommandError when it fails and *check*."""
         argv = [self.which(name)] + list(args)
         log.debug("running: %s", shlex.join(argv))
-        try:
-            proc = subprocess.run(
-                argv, input=input, stdin=None if input is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=self.environment(env), timeout=timeout,
-            )
-        except subprocess.TimeoutExpired:
-            raise CommandError(f"{name} did not finish within {timeout:g} s") from None
-        except OSError as e:
-            raise CommandError(f"cannot run {name}: {e.strerror}") from None
-        result = Result(proc.returncode, proc.stdout.decode("utf-8", "replace"),
-                        proc.stderr.decode("utf-8", "replace"))
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                proc = subprocess.run(
+                    argv, input=input, stdin=None if input is not None else subprocess.DEVNULL,
+                    stdout=out, stderr=err, env=self.environment(env), timeout=timeout,
+                )
+            except subprocess.TimeoutExpired:
+                raise CommandError(f"{name} did not finish within {timeout:g} s") from None
+            except OSError as e:
+                raise CommandError(f"cannot run {name}: {e.strerror}") from None
+            result = Result(proc.returncode, read_output(out), read_output(err))
         if check and result.returncode != 0:
             raise self.failure(name, result)
         return result
@@ -157,10 +177,7 @@ class Host:
                 proc.wait()
                 raise
             returncode = proc.wait()
-            out.seek(0)
-            err.seek(0)
-            result = Result(returncode, out.read().decode("utf-8", "replace"),
-                            err.read().decode("utf-8", "replace"))
+            result = Result(returncode, read_output(out), read_output(err))
         if returncode != 0 or broken:
             raise self.failure(name, result)
         return result

@@ -19,7 +19,9 @@ name as ``$1``, the guest folder as working directory, standard input from
 * ``guestname``, ``guestdir``, ``guestcfgfile`` — the same three values under
   the names the earlier (sourcing) manager's scripts used.
 
-A script's output goes to the log.  A script that fails (non-zero exit, killed,
+A script's output goes to the log as it comes, line by line (a line longer
+than :data:`MAX_LINE` bytes in several pieces); it is never held in memory.
+A script that fails (non-zero exit, killed,
 not executable, or running longer than the script timeout) stops the sequence:
 a domain already created is destroyed, and the error names the script and its
 exit status.  Nothing paused or half-configured is left behind.
@@ -30,6 +32,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -51,6 +54,11 @@ COMPAT_VARS = ("guestname", "guestdir", "guestcfgfile")
 MANAGER_VARS = (NAME_VAR, DIR_VAR, CONFIG_VAR, STAGE_VAR, DOMID_VAR) + COMPAT_VARS
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: Longest piece of a script's output logged as one line (bytes).
+MAX_LINE = 4096
+#: Seconds between two looks at a running script's output.
+OUTPUT_POLL = 0.1
+_CHUNK = 64 * 1024
 
 
 class ScriptError(ManagerError):
@@ -118,14 +126,63 @@ class StartPlan:
         return env
 
 
+class OutputLog:
+    """Passes a script's output to the log line by line, holding at most one line."""
+
+    def __init__(self, display: str) -> None:
+        self.display = display
+        self.last = ""
+        self._partial = b""
+
+    def feed(self, data: bytes) -> None:
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._log(line)
+        while len(self._partial) > MAX_LINE:
+            self._log(self._partial[:MAX_LINE])
+            self._partial = self._partial[MAX_LINE:]
+
+    def close(self) -> None:
+        if self._partial:
+            self._log(self._partial)
+            self._partial = b""
+
+    def _log(self, line: bytes) -> None:
+        for start in range(0, max(len(line), 1), MAX_LINE):
+            text = line[start:start + MAX_LINE].rstrip(b"\r").decode("utf-8", "replace")
+            log.info("%s: %s", self.display, text)
+            self.last = text.strip()
+
+
+def _pass_on(output: "tempfile._TemporaryFileWrapper[bytes]", done: int, end: int,
+             lines: OutputLog) -> int:
+    """Log the output file's bytes from *done* to *end*; return the new position.
+
+    pread leaves the file position, which the script writes at, alone.
+    """
+    while done < end:
+        data = os.pread(output.fileno(), min(_CHUNK, end - done), done)
+        if not data:
+            break
+        lines.feed(data)
+        done += len(data)
+    return done
+
+
+def _size(output: "tempfile._TemporaryFileWrapper[bytes]") -> int:
+    return os.fstat(output.fileno()).st_size
+
+
 def run_script(script: Script, name: str, env: Dict[str, str], cwd: str,
                timeout: float) -> None:
     """Execute one script with *name* as $1; raise ScriptError when it fails.
 
-    Its output goes through a temporary file, so that a background process it
-    leaves behind cannot hold the manager up.
+    Its output goes through a temporary file, read while it runs, so that a
+    background process it leaves behind cannot hold the manager up.
     """
     log.info("running %s", script.display)
+    lines = OutputLog(script.display)
     with tempfile.TemporaryFile() as output:
         try:
             proc = subprocess.Popen([script.path, name], stdin=subprocess.DEVNULL,
@@ -134,19 +191,26 @@ def run_script(script: Script, name: str, env: Dict[str, str], cwd: str,
         except OSError as e:
             hint = " (no '#!' line?)" if e.strerror and "format" in e.strerror else ""
             raise ScriptError(f"cannot run {script.display}: {e.strerror}{hint}") from None
+        deadline = time.monotonic() + timeout
+        done = 0
+        returncode: Optional[int] = None
         try:
-            returncode = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            returncode = None
+            while True:
+                try:
+                    returncode = proc.wait(timeout=min(OUTPUT_POLL, max(
+                        0.0, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired:
+                    done = _pass_on(output, done, _size(output), lines)
+                    if time.monotonic() >= deadline:
+                        _kill_group(proc)
+                        break
         except BaseException:
             _kill_group(proc)
             raise
-        output.seek(0)
-        lines = output.read().decode("utf-8", "replace").splitlines()
-    for line in lines:
-        log.info("%s: %s", script.display, line)
-    last = f": {lines[-1].strip()}" if lines and lines[-1].strip() else ""
+        _pass_on(output, done, _size(output), lines)
+        lines.close()
+    last = f": {lines.last}" if lines.last else ""
     if returncode is None:
         raise ScriptError(f"{script.display} did not finish within {timeout:g} s")
     if returncode < 0:

@@ -31,6 +31,7 @@ from typing import BinaryIO, Iterator, Optional, Set, Tuple
 from .. import layout
 from ..compression import corrupt_errors, decompressed, program_needed
 from ..disk import DiskConfig, content_compression, content_kind
+from ..fsutil import naming
 from ..image import Image
 from . import ManagerError, step
 from .host import Host
@@ -251,7 +252,8 @@ class Provisioner:
 def _open_target(target: str) -> Iterator[int]:
     fd = os.open(target, os.O_WRONLY)
     try:
-        yield fd
+        with naming(target):
+            yield fd
     finally:
         os.close(fd)
 

@@ -26,7 +26,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
+from ..fsutil import naming
 from ..layout import GUEST_NAME, HOST_CONFIG, HOST_DISK, HOST_RECORD
+from ..locking import locked_temp, remove_stale_temps
 from . import ManagerError
 
 log = logging.getLogger("xenguest.manager")
@@ -207,13 +209,15 @@ def discard(path: str) -> None:
 
 
 def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
-    """Write *text* to *path* through a temporary file and a rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
+    """Write *text* to *path* through a temporary file and a rename; the temporary
+    files of killed commands are removed first (see :mod:`xenguest.locking`)."""
+    remove_stale_temps(path)
+    fd, tmp = locked_temp(path)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(os.dup(fd), "w", encoding="utf-8") as f, naming(path):
             f.write(text)
             f.flush()
+            os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -222,6 +226,8 @@ def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
         except OSError:
             pass
         raise
+    finally:
+        os.close(fd)
 
 
 def read_record_if_any(folder: str) -> Optional[GuestRecord]:
