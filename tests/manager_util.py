@@ -127,6 +127,8 @@ class RecordingToolstack(Toolstack):
         self.create_leaves_domain = False
         self.shutdown_polls = 0
         self.bridges = {"xenbr0"}
+        #: A file of bridge names (one a line) that also exist: scripts may add to it.
+        self.bridges_file: Optional[str] = None
         #: A file that gets "xl OP NAME" lines, to order calls among init scripts.
         self.trace: Optional[str] = None
         self._closing: Dict[str, int] = {}
@@ -186,6 +188,11 @@ class RecordingToolstack(Toolstack):
         return list(self.domains_by_name.values())
 
     def bridge_exists(self, bridge: str) -> bool:
+        self._record("bridge?", bridge)
+        if self.bridges_file and os.path.exists(self.bridges_file):
+            with open(self.bridges_file) as f:
+                if bridge in f.read().split():
+                    return True
         return bridge in self.bridges
 
 
@@ -312,6 +319,7 @@ def config_file(folder: str, state: str, xl: str = "", guest_folders: str = "",
         [manager]
         guest_folders = {guest_folders}
         state_folder = {state}
+        runtime_folder = {os.path.join(folder, 'run')}
         host_scripts = {host_scripts}
         stop_timeout = 2
         lock_timeout = 1
@@ -326,6 +334,7 @@ def config_file(folder: str, state: str, xl: str = "", guest_folders: str = "",
 
 def manager(state: str, toolstack: Toolstack, **settings) -> Manager:
     """A Manager on *state* with an in-process toolstack double."""
+    settings.setdefault("runtime_folder", os.path.join(os.path.dirname(state), "run"))
     config = ManagerConfig(state_folder=state, guest_folders=[], host_scripts="",
                            log_file="", stop_timeout=2, lock_timeout=1, **settings)
     result = Manager(config, toolstack=toolstack)
@@ -340,6 +349,12 @@ def tree(path: str) -> List[str]:
         for name in dirnames + filenames:
             found.append(os.path.relpath(os.path.join(dirpath, name), path))
     return sorted(found)
+
+
+def lines(path: str) -> List[str]:
+    """The lines of a text file (a trace), trailing blanks stripped."""
+    with open(path) as f:
+        return [line.rstrip() for line in f.read().splitlines()]
 
 
 def is_executable(path: str) -> bool:

@@ -40,11 +40,13 @@ COMMON_LAYERS = {
 }
 HOST_LINES = [
     'DISTRO_FEATURES:append = " virtualization xen"',
-    'IMAGE_INSTALL:append:pn-xen-image-minimal = " xenguest-manager"',
+    'IMAGE_INSTALL:append:pn-xen-image-minimal = " xenguest-manager xenguest-network"',
     'IMAGE_CLASSES:append:pn-xen-image-minimal = " xenguest-host"',
     'XENGUEST_HOST_GUESTS:pn-xen-image-minimal = "mc:xenguest:xenguest-image-minimal;'
     'machine=${MACHINE};deploydir=${TOPDIR}/tmp-xenguest/deploy/images/${MACHINE}"',
     'QB_MEM_VALUE:pn-xen-image-minimal = "2048"',
+    'QB_SLIRP_OPT:pn-xen-image-minimal = "-netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,'
+    'hostfwd=tcp:127.0.0.1:2323-:23,hostfwd=tcp:127.0.0.1:2223-:2222"',
     'EXTRA_IMAGE_FEATURES:append = " allow-empty-password empty-root-password allow-root-login"',
 ]
 TESTIMAGE_LINES = [

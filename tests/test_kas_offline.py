@@ -107,7 +107,7 @@ def test_local_conf_has_the_machine_distro_multiconfig_and_settings(build):
     assert lines[-3:] == [f'MACHINE ??= "{build.machine}"', f'DISTRO ??= "{distro}"',
                           'BBMULTICONFIG ?= "xenguest"']
     assert 'DISTRO_FEATURES:append = " virtualization xen"' in lines
-    assert 'IMAGE_INSTALL:append:pn-xen-image-minimal = " xenguest-manager"' in lines
+    assert 'IMAGE_INSTALL:append:pn-xen-image-minimal = " xenguest-manager xenguest-network"' in lines
     assert ('TEST_SUITES:pn-xen-image-minimal = "ping ssh xenguest_host"' in lines) == \
         ("opt/testimage.yml" in build.chain)
     assert ('BB_HASHSERVE ?= "${XENGUEST_HASHSERVE}"' in lines) == ("opt/team.yml" in build.chain)
@@ -132,7 +132,7 @@ def test_host_and_guest_configurations(build):
         assert config["INIT_MANAGER"] == init
         assert {"xen", "virtualization", init} <= set(config["DISTRO_FEATURES"].split())
         assert set(config["collections"]) == COLLECTIONS
-        assert {GUEST, HOST, "xenguest-manager"} <= set(config["recipes"])
+        assert {GUEST, HOST, "xenguest-manager", "xenguest-network"} <= set(config["recipes"])
     build_dir = os.path.join(build.work, "build")
     assert configs[""]["TMPDIR"] == os.path.join(build_dir, "tmp")
     assert configs["xenguest"]["TMPDIR"] == os.path.join(build_dir, "tmp-xenguest")
@@ -140,11 +140,15 @@ def test_host_and_guest_configurations(build):
 
 def test_host_image_gets_the_manager_and_the_guest(build):
     host = build.report["recipes"][HOST]
-    assert host["IMAGE_INSTALL"].split() == ["xenguest-manager"]
+    assert host["IMAGE_INSTALL"].split() == ["xenguest-manager", "xenguest-network"]
     testimage = "opt/testimage.yml" in build.chain
     assert host["IMAGE_CLASSES"].split() == (["testimage"] if testimage else []) + ["xenguest-host"]
     assert host["QB_MEM_VALUE"] == "2048"
     assert host["QB_XEN_CMDLINE_EXTRA"] == "dom0_mem=512M"
+    # runqemu's defaults (dom0's ssh and telnet), and dom0's port 2222: the guest's ssh
+    forwards = re.findall(r"hostfwd=tcp:127\.0\.0\.1:(\d+)-:(\d+)", host["QB_SLIRP_OPT"])
+    assert forwards == [("2222", "22"), ("2323", "23"), ("2223", "2222")]
+    assert host["QB_SLIRP_OPT"].startswith("-netdev user,id=net0,")
     assert host["IMAGE_ROOTFS_EXTRA_SPACE"] == ("2000000" if build.release == "scarthgap" else None)
     deploy = os.path.join(build.work, "build", "tmp-xenguest", "deploy", "images", build.machine)
     assert build.report["host_guests"] == [{
@@ -238,8 +242,9 @@ BROKEN = [
     pytest.param("xenguest.yml", "distro: poky-altcfg", "distro: poky",
                  "xen-image-minimal: missing required distro feature 'systemd'",
                  id="wrynose-without-systemd"),
-    pytest.param("include/common.yml", '" xenguest-manager"', '" xenguest-manger"',
-                 "Nothing RPROVIDES 'xenguest-manger'", id="mistyped-package"),
+    pytest.param("include/common.yml", '" xenguest-manager xenguest-network"',
+                 '" xenguest-manager xenguest-netwrk"',
+                 "Nothing RPROVIDES 'xenguest-netwrk'", id="mistyped-package"),
     pytest.param("include/common.yml", "deploydir=${TOPDIR}/tmp-xenguest/",
                  "deploydir=${TOPDIR}/tmp-guest/",
                  "but multiconfig 'xenguest' deploys it as", id="guest-read-from-wrong-folder"),

@@ -36,12 +36,13 @@ def test_layer_is_compatible_with_each_series(tmp_path, series):
 
 @pytest.mark.parametrize("virtualization", [False, True], ids=["core-only", "virtualization"])
 def test_host_recipes_need_meta_virtualization(tmp_path, virtualization):
-    """xenguest-manager runs Xen's tools (meta-virtualization): BitBake sees it only
-    next to that layer; guests and the tools build with OE-core alone."""
+    """xenguest-manager and xenguest-network run Xen's tools (meta-virtualization):
+    BitBake sees them only next to that layer; guests and the tools build with
+    OE-core alone."""
     env = be.BitBakeEnv(str(tmp_path), virtualization=virtualization)
     recipes = env.collect_recipes()
     ours = sorted(pn for pn, path in recipes.items() if path.startswith(be.LAYER + os.sep))
-    host = ["xenguest-manager"] if virtualization else []
+    host = ["xenguest-manager", "xenguest-network"] if virtualization else []
     assert ours == sorted(["xenguest-image-minimal", "xenguest-tools"] + host)
     for pn in ours:
         for variant in (("", "native", "nativesdk") if pn == "xenguest-tools" else ("",)):

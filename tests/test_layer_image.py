@@ -88,14 +88,15 @@ def test_example_image_contents(example):
         assert info["cmdline"] == "earlyprintk=xenboot console=hvc0 rw"
         assert info["root"] == "/dev/xvda1"
         assert image.read_bytes(info["kernel"]["path"]) == KERNEL
-        assert dict(info["params"]) == {"GUEST_AUTOBOOT": "1", "XENGUEST_NETWORK_TYPE": "bridge"}
+        assert dict(info["params"]) == {"GUEST_AUTOBOOT": "1", "XENGUEST_NETWORK_TYPE": "nat",
+                                        "XENGUEST_NETWORK_PORT_FORWARD": "2222:22/tcp"}
         disk = info["disk"]
         assert disk["size_mib"] == 1000
         assert partitions(disk) == [(1, 1000, "ext4", "rootfs.tar.zst")]
         tarball = os.path.join(d.getVar("IMGDEPLOYDIR"), d.getVar("IMAGE_NAME") + ".tar.zst")
         assert image.read_bytes("disk/rootfs.tar.zst") == open(tarball, "rb").read()
         scripts = operations.init_scripts(image)
-        expected = {"init.pre": "10-check-network.sh", "init.d": "10-report-domain.sh",
+        expected = {"init.pre": "10-report-network.sh", "init.d": "10-report-domain.sh",
                     "init.post": "10-report-started.sh"}
         for stage, name in expected.items():
             assert [(s["name"], s["mode"]) for s in scripts[stage]] == [(name, "0o755")]
@@ -129,7 +130,7 @@ def test_task_log_names_every_setting(example):
     log = logs["do_image_xenguest"]
     for expected in ("--xen-memory=256  (XENGUEST_IMAGE_MEMORY_SIZE)",
                      '--xen-set=type="pvh"  (XENGUEST_IMAGE_GUEST_TYPE)',
-                     "10-check-network.sh  (XENGUEST_IMAGE_INIT_PRE)",
+                     "10-report-network.sh  (XENGUEST_IMAGE_INIT_PRE)",
                      "--disk-add-part=1:1:ext4:rootfs.tar.zst  (XENGUEST_IMAGE_DISK_PARTITIONS)",
                      "xenguest: wrote "):
         assert expected in log

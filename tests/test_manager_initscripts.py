@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from manager_util import RecordingToolstack, make_image, manager, script, write
+from manager_util import RecordingToolstack, lines, make_image, manager, script, write
 from xenguest.errors import XenguestError
 from xenguest.manager import ManagerError
 
@@ -37,10 +37,6 @@ def setup(tmp_path):
     mgr.create(image)
     return mgr, toolstack, trace
 
-
-def lines(path):
-    with open(path) as f:
-        return [line.rstrip() for line in f.read().splitlines()]
 
 
 def guest_script(mgr, stage, name, body):
@@ -139,12 +135,14 @@ def test_bridge_network_and_disk_lines(tmp_path):
     mgr.start("net")
     disk = os.path.join(mgr.state.guest_dir("net"), "disk.img")
     assert f'disk = ["format=raw, vdev=xvda, access=rw, target={disk}"]' in toolstack.configs[0]
-    assert 'vif = ["script=vif-bridge,bridge=br-guests"]' in toolstack.configs[0]
+    mac = mgr.state.load("net").nic["mac"]
+    assert f'vif = ["mac={mac},bridge=br-guests,script=vif-bridge"]' in toolstack.configs[0]
     mgr.stop("net")
     toolstack.bridges = set()
     with pytest.raises(ManagerError, match="needs network bridge br-guests, which does not"):
         mgr.start("net")
-    assert toolstack.calls == [("create", "net"), ("unpause", "net"), ("shutdown", "net")]
+    assert toolstack.calls == [("bridge?", "br-guests"), ("create", "net"), ("unpause", "net"),
+                               ("shutdown", "net"), ("bridge?", "br-guests")]
 
 
 @pytest.mark.parametrize("stage,created", [("init.pre", False), ("init.d", True),
@@ -220,12 +218,17 @@ def test_already_running_is_refused(setup):
 
 
 @pytest.mark.parametrize("param,message", [
-    ("XENGUEST_NETWORK_TYPE=nat", "XENGUEST_NETWORK_TYPE=nat is not supported"),
-    ("XENGUEST_NETWORK_TYPE=wifi", "XENGUEST_NETWORK_TYPE is 'wifi', not bridge or none"),
+    ("XENGUEST_NETWORK_TYPE=wifi", "XENGUEST_NETWORK_TYPE is 'wifi', not bridge, nat, none"),
+    ("XENGUEST_NETWORK_PORT_FORWARD=22:22", "XENGUEST_NETWORK_PORT_FORWARD needs "
+     "XENGUEST_NETWORK_TYPE=nat"),
     ("guestcfgfile=/etc/passwd", "guestcfgfile is set by xenguest-manager"),
 ])
 def test_bad_params_are_refused_at_create(tmp_path, param, message):
-    image = make_image(str(tmp_path / "bad.xenguest"), [("--set-param", param)])
+    image = str(tmp_path / "bad.xenguest")
+    os.mkdir(image)  # a directory image: mkimage itself refuses to write such parameters
+    make_image(image)
+    with open(os.path.join(image, "params.cfg"), "a") as f:
+        f.write(param + "\n")
     mgr = manager(str(tmp_path / "state"), RecordingToolstack())
     with pytest.raises(XenguestError, match=message):
         mgr.create(image)

@@ -32,6 +32,7 @@ run_stage() {
         "$script" "$NAME" || fail "$script"
     done
 }
+brctl addbr xenbr0 && ip link set xenbr0 up || fail "bridge xenbr0"
 mkdir -p "$W/image" "$W/rootfs" || fail mkdir
 xenguest-mkimage extract /xentest/guest.xenguest "$W/image" || fail "xenguest-mkimage extract"
 truncate -s @DISK@M "$DISK" || fail truncate

@@ -54,9 +54,17 @@
 # XENGUEST_IMAGE_FILES          extra files for files/, each SRC[:DST].        ""
 # XENGUEST_IMAGE_PARAMS         more params.cfg entries, each NAME=VALUE
 #                               (no spaces in VALUE).                          ""
-# XENGUEST_IMAGE_NETWORK_TYPE   host network for the guest: bridge (a vif on
-#                               the host bridge) or none
-#                               (params.cfg XENGUEST_NETWORK_TYPE).            "bridge"
+# XENGUEST_IMAGE_NETWORK_TYPE   host network for the guest (params.cfg
+#                               XENGUEST_NETWORK_TYPE): nat (the host's private
+#                               NAT network: an address from its DHCP server,
+#                               masquerading, port forwards; works on any host
+#                               running xenguest-network), bridge (a vif on the
+#                               host's guest bridge) or none.                  "nat"
+# XENGUEST_IMAGE_NETWORK_PORT_FORWARD  nat only: host ports forwarded to the
+#                               guest, each HOST:GUEST or HOST:GUEST/PROTO
+#                               (tcp or udp; tcp by default), e.g.
+#                               "2222:22 8080:80" (params.cfg
+#                               XENGUEST_NETWORK_PORT_FORWARD).                ""
 # XENGUEST_IMAGE_INIT_PRE       host scripts run before the guest is created
 #                               (init.pre/).                                   ""
 # XENGUEST_IMAGE_INIT           host scripts run when the guest is created,
@@ -146,7 +154,8 @@ XENGUEST_IMAGE_DEPLOY_DEPENDS ?= ""
 XENGUEST_IMAGE_XEN_CONFIG ?= "${XENGUEST_EXTRA_XENCONFIG}"
 XENGUEST_IMAGE_FILES ?= "${XENGUEST_EXTRA_FILES}"
 XENGUEST_IMAGE_PARAMS ?= ""
-XENGUEST_IMAGE_NETWORK_TYPE ?= "bridge"
+XENGUEST_IMAGE_NETWORK_TYPE ?= "nat"
+XENGUEST_IMAGE_NETWORK_PORT_FORWARD ?= ""
 XENGUEST_IMAGE_INIT_PRE ?= "${XENGUEST_EXTRA_INIT_PRE}"
 XENGUEST_IMAGE_INIT ?= "${XENGUEST_EXTRA_INIT}"
 XENGUEST_IMAGE_INIT_POST ?= "${XENGUEST_EXTRA_INIT_POST}"

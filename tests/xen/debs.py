@@ -37,11 +37,16 @@ PACKAGES = (
     "busybox-static", "bash", "coreutils", "util-linux", "mount", "fdisk",
     "e2fsprogs", "dosfstools", "mtools", "openssl",
     "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib",
+    # the guests' networks: nft, dnsmasq (the NAT network's DHCP server), dhcp_release
+    "nftables", "dnsmasq-base", "dnsmasq-utils",
 )
 
 DOM0_MODULES = (
     "xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc",
     "xen-blkback", "xen-netback", "loop", "llc", "stp", "bridge",
+    # nftables with NAT, masquerading and fib lookups (xenguest-manager's table); libcrc32c,
+    # which nf_tables needs, needs a crc32c implementation loaded first (a soft dependency)
+    "crc32c_generic", "nf_tables", "nft_chain_nat", "nft_nat", "nft_masq", "nft_fib_inet",
 )
 GUEST_MODULES = (
     "crc32c_generic", "crc16", "mbcache", "jbd2", "ext4", "xen-blkfront", "xen-netfront",

@@ -43,8 +43,14 @@ DOM0_FILES = {
                   "/usr/sbin/fsck.ext4", "/usr/sbin/dumpe2fs", "/usr/sbin/tune2fs"],
     "python3.11-minimal": ["/usr/bin/python3.11"],
     "openssl": ["/usr/bin/openssl", "/usr/lib/ssl/openssl.cnf"],
+    "nftables": ["/usr/sbin/nft"],
+    "dnsmasq-base": ["/usr/sbin/dnsmasq"],
+    "dnsmasq-utils": ["/usr/bin/dhcp_release"],
     "xen-utils-4.17": [XEN_BIN + "/" + name for name in (
-        "xl", "xenstored", "xenconsoled", "xen-init-dom0", "libxl-save-helper", "xenconsole")],
+        "xl", "xenstored", "xenconsoled", "xen-init-dom0", "libxl-save-helper", "xenconsole",
+        "xendomains")],
+    # xendomains' settings (Debian's, with Xen's defaults: save at stop, restore at start)
+    "xen-utils-common": ["/etc/default/xendomains"],
 }
 # Packages taken whole below a folder.
 DOM0_TREES = [
@@ -77,7 +83,8 @@ ln -sf /proc/self/fd /dev/fd
 ln -sf /proc/self/fd/0 /dev/stdin
 ln -sf /proc/self/fd/1 /dev/stdout
 ln -sf /proc/self/fd/2 /dev/stderr
-mkdir -p /run/lock /run/xen /run/xenstored /var/lib/xen /var/lib/xenstored /var/log/xen/console
+mkdir -p /run/lock /run/xen /run/xenstored /var/lib/xen /var/lib/xenstored /var/log/xen/console \
+    /etc/xen/auto
 hostname dom0
 ip link set lo up
 
@@ -93,8 +100,6 @@ step mount -t xenfs xenfs /proc/xen
 step xenstored --pid-file=/run/xenstored.pid
 step xen-init-dom0
 step xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
-step brctl addbr xenbr0
-step ip link set xenbr0 up
 
 if [ -n "$failed" ]; then
     echo "XENTEST-SETUP-FAILED:$failed"

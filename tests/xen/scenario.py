@@ -1,9 +1,15 @@
-"""The guest every end-to-end test deploys: a .xenguest image made with xenguest-mkimage.
+"""The guests the end-to-end tests deploy: .xenguest images made with xenguest-mkimage.
 
-Debian's kernel and the busybox guest initramfs, 128 MB of memory, a bridged network, a disk
-with one ext4 partition filled from a tarball holding DISK_FILE (the guest prints it), a
-parameter, and one init script per stage (init.pre, init.d, init.post) that appends
-"STAGE $1 $XENTEST_PARAM" to TRACE_FILE in dom0.
+The main guest: Debian's kernel and the busybox guest initramfs, 128 MB of memory, the host's
+NAT network (an address from the host's DHCP server; host port FORWARD_PORT forwarded to its
+HTTP server), a disk with one ext4 partition filled from a tarball holding DISK_FILE (the
+guest prints it), a parameter, and one init script per stage (init.pre, init.d, init.post)
+that appends "STAGE $1 $XENTEST_PARAM" to TRACE_FILE in dom0.  It fetches the bridged
+guest's /cgi-bin/who (through the host's masquerading).
+
+The bridged guest: the same kernel and initramfs, no disk, on the host's guest bridge with
+the static address BRIDGED_ADDRESS; it fetches the main guest's /cgi-bin/who through the
+host's forwarded port.
 """
 
 import os
@@ -27,6 +33,12 @@ STAGES = ("init.pre", "init.d", "init.post")
 DISK_SIZE_MIB = 48
 PART_SIZE_MIB = 32
 MEMORY_MIB = 128
+#: The host's address on its guest bridge, and the bridged guest's.
+HOST_BRIDGE_ADDRESS = "192.168.50.1/24"
+BRIDGED_ADDRESS = "192.168.50.2/24"
+#: The host port forwarded to the main guest's HTTP server (port 8080).
+FORWARD_PORT = 2280
+GUEST_HTTP_PORT = 8080
 
 MARKER_SCRIPT = """echo "disk-file: $(cat /mnt/%s)"
 echo "%s"
@@ -75,8 +87,30 @@ def build_image(arch: str, folder: str) -> str:
         "--init-pre=" + scripts[0],
         "--init-script=" + scripts[1],
         "--init-post=" + scripts[2],
-        "--set-param=XENGUEST_NETWORK_TYPE=bridge",
+        "--set-param=XENGUEST_NETWORK_TYPE=nat",
+        "--set-param=XENGUEST_NETWORK_PORT_FORWARD=%d:%d" % (FORWARD_PORT, GUEST_HTTP_PORT),
         "--set-param=XENTEST_PARAM=" + PARAM_VALUE,
+        "--xen-extra=xentest.ip=dhcp xentest.name=nat-guest xentest.fetch=%s:%d/cgi-bin/who"
+        % (BRIDGED_ADDRESS.split("/")[0], GUEST_HTTP_PORT),
+    ]
+    if arch == "arm64":
+        args.append('--xen-set=type="pvh"')
+    mkimage(args)
+    return image
+
+
+def build_bridged_image(arch: str, folder: str) -> str:
+    """Build the bridged guest's .xenguest file for ARCH in FOLDER; return its path."""
+    image = os.path.join(folder, "bridged-%s.xenguest" % arch)
+    host = HOST_BRIDGE_ADDRESS.split("/")[0]
+    args = [
+        "create", image,
+        "--xen-kernel=" + guest_kernel(arch),
+        "--xen-ramdisk=" + build_guest_initramfs(arch, MARKER_SCRIPT),
+        "--xen-memory=%d" % MEMORY_MIB,
+        "--xen-extra=quiet xentest.ip=%s xentest.name=bridged-guest "
+        "xentest.fetch=%s:%d/cgi-bin/who" % (BRIDGED_ADDRESS, host, FORWARD_PORT),
+        "--set-param=XENGUEST_NETWORK_TYPE=bridge",
     ]
     if arch == "arm64":
         args.append('--xen-set=type="pvh"')

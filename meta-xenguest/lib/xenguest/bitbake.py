@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from . import layout, operations, xlcfg
+from . import layout, netparams, operations, xlcfg
 from .bitbake_sign import SIGN_KEY, setup_signing, sign_output
 from .digits import whole_number
 from .disk import DiskConfig, Partition, check_device, parse_size
@@ -29,12 +29,12 @@ IMAGE_TYPE = "xenguest"
 ROOTFS_TYPES: Tuple[str, ...] = ("tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst")
 #: The rootfs tarball type when IMAGE_FSTYPES builds none: Python reads it everywhere.
 FALLBACK_ROOTFS_TYPE = "tar.gz"
-NETWORK_TYPES: Tuple[str, ...] = ("bridge", "none")
 GUEST_TYPES: Tuple[str, ...] = ("pv", "pvh", "hvm")
 KERNEL_DEPLOY = "virtual/kernel:do_deploy"
 #: params.cfg entries that have their own variable.
 OWN_PARAMS = {"GUEST_AUTOBOOT": "XENGUEST_IMAGE_AUTOBOOT",
-              "XENGUEST_NETWORK_TYPE": "XENGUEST_IMAGE_NETWORK_TYPE"}
+              netparams.TYPE_PARAM: "XENGUEST_IMAGE_NETWORK_TYPE",
+              netparams.FORWARD_PARAM: "XENGUEST_IMAGE_NETWORK_PORT_FORWARD"}
 #: Deployed payloads: variable, option.
 PAYLOADS: Tuple[Tuple[str, str], ...] = (
     ("XENGUEST_IMAGE_KERNEL", "--xen-kernel"),
@@ -303,8 +303,14 @@ def _extra_files(d: Any, plan: ImagePlan) -> None:
 def _params(d: Any, plan: ImagePlan) -> None:
     plan.add("XENGUEST_IMAGE_AUTOBOOT", "--set-param",
              "GUEST_AUTOBOOT=" + _choice(d, "XENGUEST_IMAGE_AUTOBOOT", ("0", "1")))
-    plan.add("XENGUEST_IMAGE_NETWORK_TYPE", "--set-param",
-             "XENGUEST_NETWORK_TYPE=" + _choice(d, "XENGUEST_IMAGE_NETWORK_TYPE", NETWORK_TYPES))
+    network = _choice(d, "XENGUEST_IMAGE_NETWORK_TYPE", netparams.TYPES)
+    plan.add("XENGUEST_IMAGE_NETWORK_TYPE", "--set-param", f"{netparams.TYPE_PARAM}={network}")
+    value = _get(d, "XENGUEST_IMAGE_NETWORK_PORT_FORWARD")
+    _, forwards = _checked("XENGUEST_IMAGE_NETWORK_PORT_FORWARD", value,
+                           netparams.check_network, network, value)
+    if forwards:
+        plan.add("XENGUEST_IMAGE_NETWORK_PORT_FORWARD", "--set-param",
+                 f"{netparams.FORWARD_PARAM}={' '.join(str(f) for f in forwards)}")
     for entry in _get(d, "XENGUEST_IMAGE_PARAMS").split():
         name, sep, _ = entry.partition("=")
         if not sep or not valid_name(name):

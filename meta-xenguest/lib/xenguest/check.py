@@ -10,7 +10,7 @@ digest and checks that each signature is over the current manifest.
 
 from typing import Callable, Dict, List, Optional, Tuple
 
-from . import dircommit, layout, manifest, signing, xlcfg, xlkeys
+from . import dircommit, layout, manifest, netparams, signing, xlcfg, xlkeys
 from .disk import DiskConfig
 from .editor import PAYLOAD_KEYS, strings_in
 from .errors import XenguestError
@@ -159,6 +159,8 @@ def _check_params(image: Image) -> List[Problem]:
         autoboot = params[0].get("GUEST_AUTOBOOT")
         if autoboot not in (None, "0", "1"):
             problems.append(error(layout.PARAMS, f"GUEST_AUTOBOOT is {autoboot!r}, not 0 or 1"))
+        _guarded(layout.PARAMS, problems, lambda: netparams.check_network(
+            params[0].get(netparams.TYPE_PARAM), params[0].get(netparams.FORWARD_PARAM)))
     return problems
 
 

@@ -13,8 +13,14 @@ IMAGE_LINGUAS = ""
 XENGUEST_IMAGE_MEMORY_SIZE = "256"
 XENGUEST_IMAGE_DISK_SIZE = "1"
 
+# The host's NAT network (the class's default network type): the guest gets an
+# address from the host's DHCP server, and the host's port 2222 reaches its ssh
+# server (see docs/build-and-boot.md).
+XENGUEST_IMAGE_NETWORK_PORT_FORWARD = "2222:22"
+IMAGE_FEATURES += "ssh-server-dropbear"
+
 # Scripts the host runs around the guest's creation (from the files folder next
 # to this recipe), each with the guest name as $1.
-XENGUEST_IMAGE_INIT_PRE = "file://10-check-network.sh"
+XENGUEST_IMAGE_INIT_PRE = "file://10-report-network.sh"
 XENGUEST_IMAGE_INIT = "file://10-report-domain.sh"
 XENGUEST_IMAGE_INIT_POST = "file://10-report-started.sh"

@@ -9,11 +9,12 @@ import abc
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
-from ..errors import XenguestError
+from ..errors import UsageError, XenguestError
 from ..manager.config import ManagerConfig, load_config, seconds
 from ..manager.guests import GuestStatus, Manager, Report
 from . import Command, Help, main as cli_main
@@ -219,6 +220,12 @@ def _disk_text(status: GuestStatus) -> str:
     return f"{disk['backend']} {disk['size'] // (1 << 20)} MiB" if disk else "-"
 
 
+def _network_text(status: GuestStatus) -> str:
+    nic = status.nic or {}
+    addresses = " ".join(nic[k] for k in ("ipv4", "mac") if nic.get(k))
+    return f"{status.network or '-'} {addresses}".rstrip()
+
+
 def _autoboot_text(status: GuestStatus) -> str:
     return "-" if status.autoboot is None else "yes" if status.autoboot else "no"
 
@@ -230,7 +237,7 @@ def _status_details(status: GuestStatus) -> List[str]:
         ("image", status.image),
         ("created", status.created),
         ("autoboot", _autoboot_text(status)),
-        ("network", status.network or "-"),
+        ("network", _network_text(status)),
         ("disk", _disk_text(status)),
         ("signed by", f"{signer['subject']} (SHA-256 fingerprint {signer['fingerprint']})"
          if signer else "- (not verified)"),
@@ -316,9 +323,63 @@ class ShutdownAll(ManagerCommand):
         return _report(manager.shutdown_all(args.timeout, kill=args.kill), "stopped")
 
 
+class Network(ManagerCommand):
+    name = "network"
+    helpmsg = "set the host's guest networks up or down, or show them"
+    description = (
+        "up: make the guest bridge and the NAT network of the [network] settings\n"
+        "(bridges, addresses, nftables table inet xenguest, dnsmasq); again to\n"
+        "apply changed settings.  down: undo it.  status: show them.  The\n"
+        "xenguest-network service runs up at boot and down at shutdown.\n"
+        "hotplug online|offline is what Xen's vif script vif-xenguest runs for\n"
+        "the vif of a nat guest (XENBUS_PATH in the environment)."
+    )
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("action", choices=("up", "down", "status", "hotplug"))
+        parser.add_argument("event", nargs="?", choices=("online", "offline"),
+                            help="for hotplug: what happened to the vif")
+        _add_json(parser)
+
+    def execute(self, manager: Manager, args: argparse.Namespace) -> int:
+        from ..manager.guestnet import hotplug
+        from ..manager.hostnet import HostNetwork
+
+        if (args.action == "hotplug") != (args.event is not None):
+            raise UsageError("network: hotplug takes online or offline, the others nothing")
+        network = HostNetwork(manager.config, manager.host)
+        if args.action == "up":
+            network.up()
+        elif args.action == "down":
+            network.down()
+        elif args.action == "hotplug":
+            hotplug(args.event, manager.config, manager.host, manager.state, os.environ)
+        elif args.json:
+            _print_json(network.status())
+        else:
+            print("\n".join(_network_lines(network.status())))
+        return 0
+
+
+def _network_lines(status: Dict[str, Any]) -> List[str]:
+    bridge, nat = status["bridge"], status["nat"]
+    pid = nat["dhcp_server_pid"]
+    lines = [
+        f"bridge {bridge['name']}: {'exists' if bridge['exists'] else 'missing'}",
+        f"NAT network {nat['address']} on {nat['bridge']}: "
+        + ("up" if nat["exists"] and pid else "down")
+        + (f" (dnsmasq, process {pid})" if pid else ""),
+    ]
+    for guest in status["guests"]:
+        forwards = ", ".join(guest["forwards"])
+        lines.append(f"  {guest['name']}: {guest['ipv4']} ({guest['mac']})"
+                     + (f", forwards {forwards}" if forwards else ""))
+    return lines
+
+
 COMMANDS: List[Command] = [
     Create(), Start(), Stop(), Destroy(), Remove(), List_(), Status(), Autostart(),
-    ShutdownAll(), Help(),
+    ShutdownAll(), Network(), Help(),
 ]
 
 

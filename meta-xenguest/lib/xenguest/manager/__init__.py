@@ -10,6 +10,10 @@ The package is split by concern:
 * :mod:`.toolstack` — the interface to Xen's toolstack (``xl``);
 * :mod:`.guestcfg` — the xl configuration a guest is started with;
 * :mod:`.initscripts` — the init.pre / init.d / init.post start sequence;
+* :mod:`.guestnet` — a guest's network: its addresses, its vif, the NAT rules
+  and DHCP reservation of its interface (Xen's vif hotplug script);
+* :mod:`.hostnet` — the host's guest networks (``network up|down|status``);
+* :mod:`.natconf` — the text of the nftables table and dnsmasq configuration;
 * :mod:`.state` — the state folder, guest records and per-guest locks;
 * :mod:`.guests` — the operations: create, start, stop, remove, list, ...;
 * :mod:`.deploy` — making a guest from an image (verify, check, build,

@@ -11,6 +11,7 @@ row of :data:`SETTINGS` (where it is read from and how it is checked).
 """
 
 import configparser
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ VERIFY_POLICIES = ("require", "if-signed", "off")
 DEFAULT_KEYRING = "/etc/xenguest/keyring.pem"
 
 _VG_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}\Z")
-_IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}\Z")
+_IFNAME = re.compile(r"(?!\.{1,2}\Z)[A-Za-z0-9_.-]{1,15}\Z")
 _COMMAND = re.compile(r"[A-Za-z0-9_.+-]+\Z")
 
 
@@ -54,7 +55,19 @@ class ManagerConfig:
     disk_backend: str = "file"
     volume_group: str = ""
     lv_prefix: str = "xenguest-"
+    #: Runtime state (network rules, leases, DHCP server): under /run, gone at reboot.
+    runtime_folder: str = "/run/xenguest"
+    #: The bridge of guests whose network type is bridge, and what ``network up`` does to it.
     bridge: str = "xenbr0"
+    bridge_members: List[str] = field(default_factory=list)
+    #: none, dhcp, or ADDRESS/PREFIX.
+    bridge_address: str = "none"
+    bridge_gateway: str = ""
+    #: The private bridge of guests whose network type is nat, and the host's address on it.
+    nat_bridge: str = "xenguest-nat"
+    nat_address: str = "192.168.213.1/24"
+    #: DNS servers nat guests get from the DHCP server.
+    nat_dns: List[str] = field(default_factory=list)
     #: Signature policy of create and autostart: require, if-signed or off.
     verify: str = "if-signed"
     #: The trusted CA certificates (PEM) signatures must chain to.
@@ -107,6 +120,57 @@ def _matching(pattern: "re.Pattern[str]", what: str, empty_ok: bool) -> Callable
     return parse
 
 
+def _ifname(value: str) -> str:
+    if not _IFNAME.match(value):
+        raise ValueError(f"{value!r} is not a valid network interface name")
+    return value
+
+
+def _ifname_list(value: str) -> List[str]:
+    return [_ifname(v) for v in value.split()]
+
+
+def _ipv4(value: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address") from None
+
+
+def _optional_ipv4(value: str) -> str:
+    return _ipv4(value) if value else ""
+
+
+def _ipv4_list(value: str) -> List[str]:
+    return [_ipv4(v) for v in value.split()]
+
+
+def _host_interface(value: str) -> "ipaddress.IPv4Interface":
+    """ADDRESS/PREFIX: a host address of its network (not the network or broadcast)."""
+    try:
+        iface = ipaddress.IPv4Interface(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 ADDRESS/PREFIX") from None
+    if "/" not in value or iface.ip in (iface.network.network_address,
+                                        iface.network.broadcast_address):
+        raise ValueError(f"{value!r} is not a host address with its prefix length "
+                         "(e.g. 192.168.1.2/24)")
+    return iface
+
+
+def _bridge_address(value: str) -> str:
+    if value.lower() in ("none", "dhcp"):
+        return value.lower()
+    return str(_host_interface(value))
+
+
+def _nat_address(value: str) -> str:
+    iface = _host_interface(value)
+    if not 16 <= iface.network.prefixlen <= 29:
+        raise ValueError(f"{value!r}: the NAT network needs a prefix length from 16 to 29")
+    return str(iface)
+
+
 class Setting(NamedTuple):
     section: str
     key: str
@@ -117,6 +181,7 @@ class Setting(NamedTuple):
 SETTINGS: List[Setting] = [
     Setting("manager", "guest_folders", "guest_folders", _absolute_list),
     Setting("manager", "state_folder", "state_folder", _absolute),
+    Setting("manager", "runtime_folder", "runtime_folder", _absolute),
     Setting("manager", "host_scripts", "host_scripts", _optional_absolute),
     Setting("manager", "stop_timeout", "stop_timeout", seconds),
     Setting("manager", "script_timeout", "script_timeout", seconds),
@@ -128,7 +193,13 @@ SETTINGS: List[Setting] = [
             _matching(_VG_NAME, "volume group name", empty_ok=True)),
     Setting("disk", "lv_prefix", "lv_prefix",
             _matching(re.compile(r"[A-Za-z0-9+_.-]{0,32}\Z"), "volume name prefix", True)),
-    Setting("network", "bridge", "bridge", _matching(_IFNAME, "network interface name", False)),
+    Setting("network", "bridge", "bridge", _ifname),
+    Setting("network", "bridge_members", "bridge_members", _ifname_list),
+    Setting("network", "bridge_address", "bridge_address", _bridge_address),
+    Setting("network", "bridge_gateway", "bridge_gateway", _optional_ipv4),
+    Setting("network", "nat_bridge", "nat_bridge", _ifname),
+    Setting("network", "nat_address", "nat_address", _nat_address),
+    Setting("network", "nat_dns", "nat_dns", _ipv4_list),
     Setting("security", "verify", "verify", _choice(*VERIFY_POLICIES)),
     Setting("security", "keyring", "keyring", _absolute),
 ]
@@ -194,7 +265,32 @@ def parse_config(text: str, source: str) -> ManagerConfig:
                 raise ManagerError(f"{where}: {e}") from None
     if config.disk_backend == "lvm" and not config.volume_group:
         raise ManagerError(f"{source}: [disk] backend is lvm but no volume_group is set")
+    problem = network_problem(config)
+    if problem:
+        raise ManagerError(f"{source}: [network] {problem}")
     return config
+
+
+def network_problem(config: ManagerConfig) -> str:
+    """What is wrong with the [network] settings taken together, or ''."""
+    if config.bridge == config.nat_bridge:
+        return f"bridge and nat_bridge are both {config.bridge}: they must differ"
+    for member in config.bridge_members:
+        if member in (config.bridge, config.nat_bridge):
+            return f"bridge_members: {member} is a bridge of xenguest-manager"
+    if len(set(config.bridge_members)) != len(config.bridge_members):
+        return "bridge_members: an interface is listed twice"
+    if config.bridge_gateway:
+        if config.bridge_address in ("none", "dhcp"):
+            return "bridge_gateway needs a static bridge_address (ADDRESS/PREFIX)"
+        network = ipaddress.IPv4Interface(config.bridge_address).network
+        if ipaddress.IPv4Address(config.bridge_gateway) not in network:
+            return f"bridge_gateway {config.bridge_gateway} is not in {network}"
+    if config.bridge_address not in ("none", "dhcp"):
+        nat = ipaddress.IPv4Interface(config.nat_address).network
+        if ipaddress.IPv4Interface(config.bridge_address).network.overlaps(nat):
+            return f"bridge_address {config.bridge_address} overlaps the NAT network {nat}"
+    return ""
 
 
 def _command_path(where: str, name: str, value: str) -> str:
@@ -219,6 +315,8 @@ def default_text() -> str:
 guest_folders = {' '.join(d.guest_folders)}
 # Guests live in STATE/guests/NAME, per-guest lock files in STATE/locks.
 state_folder = {d.state_folder}
+# Runtime state (network rules, DHCP leases): gone when the host reboots.
+runtime_folder = {d.runtime_folder}
 # Host-wide init scripts in HOST_SCRIPTS/init.pre, init.d and init.post run
 # before the guest's own scripts of each stage (empty: none).
 host_scripts = {d.host_scripts}
@@ -241,8 +339,24 @@ volume_group =
 lv_prefix = {d.lv_prefix}
 
 [network]
-# Bridge of guests whose XENGUEST_NETWORK_TYPE is bridge.
+# Read by 'xenguest-manager network up' (the xenguest-network service at
+# boot) and by every guest start.  See docs/manager.md, "Networks".
+# The bridge of guests whose XENGUEST_NETWORK_TYPE is bridge; 'network up'
+# creates it, adds the host interfaces of bridge_members to it and gives it
+# bridge_address: none, dhcp, or ADDRESS/PREFIX (then bridge_gateway, if set,
+# is the default route).
 bridge = {d.bridge}
+bridge_members =
+bridge_address = {d.bridge_address}
+bridge_gateway =
+# The private bridge of guests whose XENGUEST_NETWORK_TYPE is nat, and the
+# host's address on it (ADDRESS/PREFIX): guests get addresses of that network
+# from the host's DHCP server (dnsmasq), reach out through masquerading and
+# are reached through their port forwards.  nat_dns: DNS servers handed to
+# them (whitespace-separated; empty: none).
+nat_bridge = {d.nat_bridge}
+nat_address = {d.nat_address}
+nat_dns =
 
 [security]
 # Image signatures, checked by create and autostart before anything is

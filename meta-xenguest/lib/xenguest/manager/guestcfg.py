@@ -6,10 +6,11 @@ order (merged with the library's xl parser, as xl would read them), then:
 * ``name`` is the guest name;
 * ``disk`` is the provisioned disk, when the guest has one (it replaces any
   ``disk`` of the image; without a provisioned disk the image's own is kept);
-* the network follows ``XENGUEST_NETWORK_TYPE`` in params.cfg: ``bridge`` sets
-  ``vif = ['script=vif-bridge,bridge=BRIDGE']`` (the configured bridge),
+* the network follows ``XENGUEST_NETWORK_TYPE`` in params.cfg: ``bridge`` and
+  ``nat`` set ``vif`` to the one interface :mod:`.guestnet` describes (on the
+  guest bridge or the NAT bridge, with the guest's stable MAC address);
   ``none`` — or no such parameter — adds nothing (the image's own ``vif``, if
-  any, is kept), ``nat`` is refused;
+  any, is kept);
 * every string value starting with ``files/`` becomes the absolute path of
   that file in the guest folder.
 """
@@ -19,13 +20,13 @@ from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
 
 from .. import layout, xlcfg
+from ..netparams import FORWARD_PARAM, TYPE_PARAM, PortForward, check_network
 from ..shellvars import ShellVarFile, is_reserved
+from ..errors import XenguestError
 from . import ManagerError
 from .backends import xl_disk_spec
 
-NETWORK_PARAM = "XENGUEST_NETWORK_TYPE"
 AUTOBOOT_PARAM = "GUEST_AUTOBOOT"
-NETWORK_TYPES = ("bridge", "none")
 FILES_PREFIX = "files/"
 
 
@@ -36,6 +37,7 @@ class GuestParams:
     items: List[Tuple[str, str]]
     network: str
     autoboot: bool
+    forwards: List[PortForward]
 
 
 def read_params(params: ShellVarFile, manager_names: Iterable[str]) -> GuestParams:
@@ -49,17 +51,14 @@ def read_params(params: ShellVarFile, manager_names: Iterable[str]) -> GuestPara
         if key in taken:
             raise ManagerError(f"params.cfg: {key} is set by xenguest-manager for init "
                                "scripts and cannot be a parameter")
-    network = params.get(NETWORK_PARAM) or "none"
-    if network == "nat":
-        raise ManagerError(f"params.cfg: {NETWORK_PARAM}=nat is not supported by "
-                           "xenguest-manager: use bridge (the host decides what the bridge "
-                           "is connected to) or none")
-    if network not in NETWORK_TYPES:
-        raise ManagerError(f"params.cfg: {NETWORK_PARAM} is {network!r}, not bridge or none")
+    try:
+        network, forwards = check_network(params.get(TYPE_PARAM), params.get(FORWARD_PARAM))
+    except XenguestError as e:
+        raise ManagerError(f"params.cfg: {e.message}") from None
     autoboot = params.get(AUTOBOOT_PARAM)
     if autoboot not in (None, "", "0", "1"):
         raise ManagerError(f"params.cfg: {AUTOBOOT_PARAM} is {autoboot!r}, not 0 or 1")
-    return GuestParams(items, network, autoboot == "1")
+    return GuestParams(items, network, autoboot == "1", forwards)
 
 
 def _read_text(folder: str, name: str) -> str:
@@ -98,15 +97,16 @@ def _absolute_files(value: xlcfg.Value, guest_dir: str) -> xlcfg.Value:
 
 
 def build_config(documents: List[xlcfg.XlConfig], name: str, guest_dir: str,
-                 disk_target: Optional[str], network: str, bridge: str) -> str:
-    """The text of the xl configuration guest *name* is started with."""
+                 disk_target: Optional[str], vif: Optional[str]) -> str:
+    """The text of the xl configuration guest *name* is started with; *vif* is its
+    one network interface (None: the image's own ``vif``, if any)."""
     merged = xlcfg.merge(documents)
     values = {key: _absolute_files(value, guest_dir) for key, value in merged.items()}
     values["name"] = name
     if disk_target:
         values["disk"] = [xl_disk_spec(disk_target)]
-    if network == "bridge":
-        values["vif"] = [f"script=vif-bridge,bridge={bridge}"]
+    if vif is not None:
+        values["vif"] = [vif]
     config = xlcfg.XlConfig.empty("xl.cfg")
     for key, value in values.items():
         config.set(key, value)

@@ -15,7 +15,9 @@ from ..errors import XenguestError
 from . import ManagerError, step
 from .backends import DiskBackend, backend_named
 from .config import ManagerConfig
-from .guestcfg import build_config, read_params, read_params_file, read_xl_documents
+from .guestcfg import (GuestParams, build_config, read_params, read_params_file,
+                       read_xl_documents)
+from .guestnet import NatRuntime, assign_nic, vif_spec
 from .host import Host
 from .initscripts import MANAGER_VARS, StartPlan, base_environment, script_stages, start_sequence
 from .state import CONFIG_FILE, GuestRecord, StateStore, write_atomic
@@ -40,6 +42,8 @@ class GuestStatus:
     disk: Optional[Dict[str, Any]]
     #: The verified signer of the image ({"subject", "fingerprint"}), None if unsigned.
     signer: Optional[Dict[str, str]] = None
+    #: The guest's network addresses ({"mac", "ipv4"}), once it has started.
+    nic: Optional[Dict[str, str]] = None
 
     def as_dict(self) -> Dict[str, Any]:
         return dict(self.__dict__)
@@ -66,6 +70,7 @@ class Manager:
         self.host = host or Host(config.commands)
         self.toolstack = toolstack or XlToolstack(self.host)
         self.state = StateStore(config.state_folder)
+        self.nat = NatRuntime(config, self.host)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -112,27 +117,71 @@ class Manager:
             with step(f"read the configuration of guest {name}"):
                 documents = read_xl_documents(guest_dir)
                 params = read_params(read_params_file(guest_dir), MANAGER_VARS)
-            if params.network == "bridge" and not self.toolstack.bridge_exists(
-                    self.config.bridge):
-                raise ManagerError(f"guest {name} needs network bridge {self.config.bridge}, "
-                                   "which does not exist on this host")
+            nic = self._assign_nic(record, params.network)
             target = None
             if record.disk:
                 target = self.backend(record.disk).target(record.disk, guest_dir)
                 if not os.path.exists(target):
                     raise ManagerError(f"the disk of guest {name} is missing: {target}")
             config_path = os.path.join(guest_dir, CONFIG_FILE)
+            vif = vif_spec(params.network, nic, self.config) if nic else None
             with step("write the xl configuration"):
-                text = build_config(documents, name, guest_dir, target, params.network,
-                                    self.config.bridge)
+                text = build_config(documents, name, guest_dir, target, vif)
                 write_atomic(config_path, text)
             plan = StartPlan(name, guest_dir, config_path, params.items,
                              script_stages(guest_dir, self.config.host_scripts),
                              self.config.script_timeout, base_environment(os.environ))
             log.info("starting guest %s", name)
-            domid = start_sequence(self.toolstack, plan, self._destroy)
+            domid = start_sequence(
+                self.toolstack, plan, lambda n: self._destroy_and_release(n, nic),
+                lambda: self._check_network(name, params))
         log.info("guest %s started (domain ID %d)", name, domid)
         return domid
+
+    def _assign_nic(self, record: GuestRecord, kind: str) -> Optional[Dict[str, str]]:
+        """The addresses of the guest of *record* (chosen and recorded at its first start)."""
+        if kind == "none":
+            return None
+        with self.state.addresses_lock(self.config.lock_timeout):
+            others = []
+            for other in self.state.names():
+                if other != record.name:
+                    try:
+                        nic = self.state.load(other).nic
+                    except XenguestError as e:
+                        log.warning("guest %s: %s", other, e.message)
+                        continue
+                    if nic:
+                        others.append(nic)
+            nic = assign_nic(record.name, kind, self.config.nat_address, record.nic, others)
+            if nic != record.nic:
+                record.nic = nic
+                with step(f"record the network addresses of guest {record.name}"):
+                    self.state.save(self.state.guest_dir(record.name), record)
+        return nic
+
+    def _check_network(self, name: str, params: GuestParams) -> None:
+        """What the guest's network needs of the host (after init.pre, before xl create)."""
+        if params.network == "bridge" and not self.toolstack.bridge_exists(self.config.bridge):
+            raise ManagerError(f"guest {name} needs network bridge {self.config.bridge}, "
+                               "which does not exist on this host")
+        if params.network == "nat":
+            problem = self.nat.problem(self.toolstack.bridge_exists(self.config.nat_bridge)) \
+                or self.nat.conflicts(name, params.forwards)
+            if problem:
+                raise ManagerError(f"guest {name}: {problem}")
+
+    def _release(self, name: str, nic: Optional[Dict[str, str]]) -> None:
+        """Remove what the NAT network still holds for a stopped guest (if anything)."""
+        if nic and nic.get("ipv4"):
+            with step(f"release the NAT network address of guest {name}"):
+                if self.nat.release(nic["mac"]):
+                    log.info("guest %s: released what Xen's vif script left", name)
+
+    def _destroy_and_release(self, name: str, nic: Optional[Dict[str, str]]) -> bool:
+        destroyed = self._destroy(name)
+        self._release(name, nic)
+        return destroyed
 
     # -- stop, destroy, remove -------------------------------------------------
 
@@ -145,6 +194,11 @@ class Manager:
             self._stop_locked(name, timeout, kill, wait)
 
     def _stop_locked(self, name: str, timeout: float, kill: bool, wait: bool = True) -> None:
+        self._stop_domain(name, timeout, kill, wait)
+        if wait:
+            self._release(name, self.state.load(name).nic)
+
+    def _stop_domain(self, name: str, timeout: float, kill: bool, wait: bool) -> None:
         if self.toolstack.domid(name) is None:
             raise ManagerError(f"guest {name} is not running")
         log.info("shutting down guest %s", name)
@@ -170,8 +224,8 @@ class Manager:
     def destroy(self, name: str) -> None:
         """Stop guest *name* at once (``xl destroy``)."""
         with self.lock(name):
-            self.state.load(name)
-            if not self._destroy(name):
+            record = self.state.load(name)
+            if not self._destroy_and_release(name, record.nic):
                 raise ManagerError(f"guest {name} is not running")
 
     def remove(self, name: str, timeout: Optional[float] = None) -> None:
@@ -189,6 +243,7 @@ class Manager:
         record = self.state.load(name)
         if not self._wait_gone(name, self.config.stop_timeout):
             raise ManagerError(f"domain {name} still exists: its disk cannot be freed")
+        self._release(name, record.nic)
         with step(f"free the disk of guest {name}"):
             self.free_disk(record, self.state.guest_dir(name))
         with step(f"delete the state of guest {name}"):
@@ -215,7 +270,7 @@ class Manager:
             result.append(GuestStatus(
                 guest, state, domain.domid if domain else None,
                 self._autoboot(guest), record.image, record.created, record.network,
-                record.disk, record.extra.get("signer")))
+                record.disk, record.extra.get("signer"), record.nic))
         return result
 
     def _autoboot(self, name: str) -> Optional[bool]:
@@ -310,6 +365,11 @@ class Manager:
                 except XenguestError as e:
                     report.failed.append((name, e.message))
                     continue
+            try:
+                self._release(name, self.state.load(name).nic)
+            except XenguestError as e:
+                report.failed.append((name, e.message))
+                continue
             report.done.append(name)
         for name, message in report.failed:
             log.error("shutdown %s: %s", name, message)

@@ -36,6 +36,13 @@ PROVIDERS: Dict[str, str] = {
     "lvs": "lvm2",
     "vgs": "lvm2",
     "zstd": "zstd",
+    "ip": "iproute2 (ip)",
+    "nft": "nftables (nft)",
+    "dnsmasq": "dnsmasq",
+    "dhcp_release": "dnsmasq (dhcp_release; Debian: dnsmasq-utils)",
+    "udhcpc": "busybox (udhcpc)",
+    "networkctl": "systemd (networkctl)",
+    "xenstore-read": "the Xen tools (xenstore-read)",
 }
 
 

@@ -1,4 +1,5 @@
-"""The start sequence: init.pre, ``xl create -p``, init.d, ``xl unpause``, init.post.
+"""The start sequence: init.pre, the checks of the host (its bridges), ``xl create -p``,
+init.d, ``xl unpause``, init.post.
 
 Scripts of a stage come from the host-wide folder (``HOST_SCRIPTS/STAGE``, if
 it exists) and then from the guest (``guests/NAME/STAGE``), each folder in
@@ -237,14 +238,18 @@ def run_stage(plan: StartPlan, stage: str, domid: Optional[int]) -> None:
 Cleanup = Callable[[str], bool]
 
 
-def start_sequence(toolstack: Toolstack, plan: StartPlan, cleanup: Cleanup) -> int:
+def start_sequence(toolstack: Toolstack, plan: StartPlan, cleanup: Cleanup,
+                   before_create: Callable[[], None] = lambda: None) -> int:
     """Run the whole start sequence of *plan*; return the domain ID.
 
-    On any failure after ``xl create`` (or during it, if a domain was left),
-    *cleanup(name)* destroys the domain and waits until it is gone; the error
-    then says so.
+    *before_create* runs after the init.pre scripts, right before ``xl
+    create`` (the checks of what init.pre scripts may prepare, such as a
+    bridge); an error it raises stops the start.  On any failure after ``xl
+    create`` (or during it, if a domain was left), *cleanup(name)* destroys
+    the domain and waits until it is gone; the error then says so.
     """
     run_stage(plan, layout.INIT_PRE, None)
+    before_create()
     created = False
     try:
         log.info("creating domain %s (paused) from %s", plan.name, plan.config_path)

@@ -38,6 +38,8 @@ LOCKS = "locks"
 RECORD = HOST_RECORD
 DISK_FILE = HOST_DISK
 RECORD_VERSION = 1
+#: Lock file (in locks/) of the guests' network addresses: not a guest name.
+ADDRESSES_LOCK = ".addresses.lock"
 
 
 
@@ -68,6 +70,9 @@ class GuestRecord:
     network: str = "none"
     #: None (no disk) or {"backend": "file"|"lvm", "size": bytes, "path": ..., ...}.
     disk: Optional[Dict[str, Any]] = None
+    #: None, or the guest's stable network addresses: {"mac": ..., "ipv4": ...}
+    #: (ipv4 for nat guests only), chosen at its first start.
+    nic: Optional[Dict[str, str]] = None
     version: int = RECORD_VERSION
     extra: Dict[str, Any] = field(default_factory=dict)
 
@@ -80,6 +85,7 @@ class GuestRecord:
             data = json.loads(text)
             return cls(name=data["name"], image=data["image"], created=data["created"],
                        network=data.get("network", "none"), disk=data.get("disk"),
+                       nic=data.get("nic"),
                        version=int(data.get("version", RECORD_VERSION)),
                        extra=dict(data.get("extra") or {}))
         except (ValueError, KeyError, TypeError) as e:
@@ -143,31 +149,16 @@ class StateStore:
         """Hold the lock of guest *name* (waits up to *timeout* seconds for it)."""
         self.prepare()
         path = os.path.join(self.locks, f"{check_guest_name(name)}.lock")
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise ManagerError(f"cannot open lock file {path}: {e.strerror}") from None
-        try:
-            deadline = time.monotonic() + timeout
-            waited = False
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as e:
-                    if e.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise ManagerError(f"cannot lock {path}: {e.strerror}") from None
-                if time.monotonic() >= deadline:
-                    raise ManagerError(
-                        f"guest {name} is busy: another xenguest-manager command still holds "
-                        f"{path} after {timeout:g} s")
-                if not waited:
-                    log.info("waiting for another xenguest-manager command on guest %s", name)
-                    waited = True
-                sleep(0.1)
+        with hold_lock(path, timeout, f"guest {name}", sleep):
             yield
-        finally:
-            os.close(fd)
+
+    @contextmanager
+    def addresses_lock(self, timeout: float) -> Iterator[None]:
+        """Hold the lock under which guests' network addresses are chosen."""
+        self.prepare()
+        with hold_lock(os.path.join(self.locks, ADDRESSES_LOCK), timeout,
+                       "the guests' address book"):
+            yield
 
     def delete_guest(self, name: str) -> None:
         """Delete guest *name*'s folder: renamed aside first, so that it vanishes at once."""
@@ -178,6 +169,37 @@ class StateStore:
         discard(aside)
         os.rename(folder, aside)
         discard(aside)
+
+
+@contextmanager
+def hold_lock(path: str, timeout: float, what: str, sleep: Any = time.sleep) -> Iterator[None]:
+    """Hold an exclusive flock on file *path* (created if needed), waiting up to
+    *timeout* seconds; *what* names what it protects in messages."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ManagerError(f"cannot open lock file {path}: {e.strerror}") from None
+    try:
+        deadline = time.monotonic() + timeout
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise ManagerError(f"cannot lock {path}: {e.strerror}") from None
+            if time.monotonic() >= deadline:
+                raise ManagerError(
+                    f"{what} is busy: another xenguest-manager command still holds "
+                    f"{path} after {timeout:g} s")
+            if not waited:
+                log.info("waiting for another xenguest-manager command on %s", what)
+                waited = True
+            sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
 
 
 def discard(path: str) -> None:

@@ -23,7 +23,9 @@ inherit allarch systemd update-rc.d
 
 SYSTEMD_SERVICE:${PN} = "xenguest-manager.service"
 INITSCRIPT_NAME = "xenguest-manager"
-# xencommons starts at 80 and stops at 20: start after it, stop before it.
+# xencommons starts at 80 and stops at 20, xendomains at 83 and 17,
+# xenguest-network at 75 and 25: start after them, stop before them (at
+# shutdown the guests are shut down here, and xendomains finds none to save).
 INITSCRIPT_PARAMS = "defaults 85 15"
 
 do_configure[noexec] = "1"
@@ -62,7 +64,8 @@ RDEPENDS:${PN} += "dosfstools e2fsprogs e2fsprogs-mke2fs mtools openssl-bin \
                    util-linux-mkswap util-linux-sfdisk xen-tools-scripts-block \
                    xen-tools-scripts-network xen-tools-xencommons xen-tools-xl \
                    xenguest-tools zstd"
-RRECOMMENDS:${PN} += "lvm2"
+# The host networks of the guests (bridge, NAT network) and vif-xenguest.
+RRECOMMENDS:${PN} += "lvm2 xenguest-network"
 
 # The manager runs on the Xen host only: no native or SDK variant.
 BBCLASSEXTEND = ""

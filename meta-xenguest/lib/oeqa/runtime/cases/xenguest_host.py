@@ -9,8 +9,10 @@ holds guest images in /usr/share/xenguest/guests. At boot, xenguest-manager
 creates a guest from each of them and starts those whose GUEST_AUTOBOOT is 1.
 On the booted host these tests check that every bundled guest exists and the
 autoboot ones run (xenguest-manager status --json, xl list), that the guest's
-init scripts ran in their stages, and that stop, start and remove work; they
-leave the guests as the boot made them (autostart again after remove).
+init scripts ran in their stages, that the guests on the host's NAT network got
+their address from its DHCP server and answer the host, and that stop, start
+and remove work; they leave the guests as the boot made them (autostart again
+after remove).
 
 Enable with TEST_SUITES = "... xenguest_host". The folders are class attributes:
 a test case derived from XenguestHostTest can point them elsewhere when the host's
@@ -36,6 +38,7 @@ class XenguestHostTest(OERuntimeTestCase):
 
     guest_folder = "/usr/share/xenguest/guests"
     state_folder = "/var/lib/xenguest/guests"
+    lease_file = "/run/xenguest/network/dnsmasq.leases"
     log_file = "/var/log/xenguest-manager.log"
     # At boot, creating a guest provisions its disk: minutes under emulation.
     boot_wait = 1200
@@ -161,6 +164,31 @@ class XenguestHostTest(OERuntimeTestCase):
         self.assertIn("(domain ID %d)" % self.domains()[name], block[-1])
 
     @OETestDepends(['xenguest_host.XenguestHostTest.test_init_scripts_ran_in_order'])
+    @OEHasPackage(['xenguest-manager'])
+    def test_nat_guests_get_an_address_and_answer(self):
+        """Each running nat guest leased its address from the host's DHCP server (dnsmasq),
+        answers ping from the host, and its port forwards are the host's."""
+        running, guests = self.autoboot_guests()
+        nat = [name for name in running if guests[name]["network"] == "nat"]
+        if not nat:
+            self.skipTest("no running guest on the NAT network (XENGUEST_NETWORK_TYPE=nat)")
+        network = self.manager_json("network status")
+        self.assertTrue(network["nat"]["dhcp_server_pid"], json.dumps(network, indent=1))
+        active = {guest["name"]: guest for guest in network["guests"]}
+        for name in nat:
+            nic = guests[name]["nic"]
+            self.assertEqual((active[name]["mac"], active[name]["ipv4"]),
+                             (nic["mac"], nic["ipv4"]), json.dumps(network, indent=1))
+            deadline = time.time() + self.boot_wait
+            while self.target.run("grep -qi ' %s %s ' %s" % (
+                    nic["mac"], nic["ipv4"], self.lease_file))[0] != 0:
+                if time.time() >= deadline:
+                    self.fail("guest %s never leased %s: %s" % (
+                        name, nic["ipv4"], self.target.run("cat %s" % self.lease_file)[1]))
+                time.sleep(self.poll_interval)
+            self.run_ok("ping -c 3 -W 10 %s" % nic["ipv4"])
+
+    @OETestDepends(['xenguest_host.XenguestHostTest.test_nat_guests_get_an_address_and_answer'])
     @OEHasPackage(['xenguest-manager'])
     def test_stop_and_start(self):
         """stop shuts the guest down (its domain is gone); start brings it back."""
