@@ -55,11 +55,13 @@
 # XENGUEST_IMAGE_PARAMS         more params.cfg entries, each NAME=VALUE
 #                               (no spaces in VALUE).                          ""
 # XENGUEST_IMAGE_NETWORK_TYPE   host network for the guest (params.cfg
-#                               XENGUEST_NETWORK_TYPE): nat (the host's private
-#                               NAT network: an address from its DHCP server,
-#                               masquerading, port forwards; works on any host
-#                               running xenguest-network), bridge (a vif on the
-#                               host's guest bridge) or none.                  "nat"
+#                               XENGUEST_NETWORK_TYPE): bridge (a vif on the
+#                               host's guest bridge, as the earlier layer
+#                               did), nat (the host's private NAT network: an
+#                               address from its DHCP server, masquerading,
+#                               port forwards; works on any host running
+#                               xenguest-network, QEMU's user-mode network
+#                               included) or none.                             "bridge"
 # XENGUEST_IMAGE_NETWORK_PORT_FORWARD  nat only: host ports forwarded to the
 #                               guest, each HOST:GUEST or HOST:GUEST/PROTO
 #                               (tcp or udp; tcp by default), e.g.
@@ -154,7 +156,7 @@ XENGUEST_IMAGE_DEPLOY_DEPENDS ?= ""
 XENGUEST_IMAGE_XEN_CONFIG ?= "${XENGUEST_EXTRA_XENCONFIG}"
 XENGUEST_IMAGE_FILES ?= "${XENGUEST_EXTRA_FILES}"
 XENGUEST_IMAGE_PARAMS ?= ""
-XENGUEST_IMAGE_NETWORK_TYPE ?= "nat"
+XENGUEST_IMAGE_NETWORK_TYPE ?= "bridge"
 XENGUEST_IMAGE_NETWORK_PORT_FORWARD ?= ""
 XENGUEST_IMAGE_INIT_PRE ?= "${XENGUEST_EXTRA_INIT_PRE}"
 XENGUEST_IMAGE_INIT ?= "${XENGUEST_EXTRA_INIT}"

@@ -13,9 +13,10 @@ IMAGE_LINGUAS = ""
 XENGUEST_IMAGE_MEMORY_SIZE = "256"
 XENGUEST_IMAGE_DISK_SIZE = "1"
 
-# The host's NAT network (the class's default network type): the guest gets an
-# address from the host's DHCP server, and the host's port 2222 reaches its ssh
-# server (see docs/build-and-boot.md).
+# The host's NAT network: the guest gets an address from the host's DHCP
+# server (on any host, QEMU's user-mode network included), and the host's port
+# 2222 reaches its ssh server (see docs/build-and-boot.md).
+XENGUEST_IMAGE_NETWORK_TYPE = "nat"
 XENGUEST_IMAGE_NETWORK_PORT_FORWARD = "2222:22"
 IMAGE_FEATURES += "ssh-server-dropbear"
 
