@@ -19,7 +19,7 @@ recipes with BitBake's ``CookerCollectFiles``, and checks what a build would
 meet first: every target exists in its multiconfig, the target image's
 REQUIRED_DISTRO_FEATURES, the classes and packages local.conf adds to it, its
 test suites, and the guests ``XENGUEST_HOST_GUESTS`` bundles (resolved by the
-layer's own ``xenguest.bitbake_host``).  It writes what it saw to
+layer's own ``xenguest.bitbake.host``).  It writes what it saw to
 ``standin-bitbake.json`` in the build folder and exits 1 on any error.
 
 The stand-in repositories cannot hold the pinned upstream commits (a git commit
@@ -496,11 +496,11 @@ class _Checker:
     def _host_guests(self, target: str, mc: str, view: Any) -> None:
         if not view.getVar("XENGUEST_HOST_GUESTS"):
             return
-        import xenguest.bitbake_host
+        import xenguest.bitbake.host
         from xenguest.errors import XenguestError
 
         try:
-            guests = xenguest.bitbake_host.host_guests(view)
+            guests = xenguest.bitbake.host.host_guests(view)
         except XenguestError as e:
             self.errors.append(f"{target}: {e}")
             return

@@ -22,13 +22,12 @@ import tarfile
 import textwrap
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from mkimage_util import write  # noqa: F401  (shared with the manager tests)
 from xenguest import operations
 from xenguest.manager.config import ManagerConfig
 from xenguest.manager.guests import Manager
-from xenguest.manager.host import CommandError
 from xenguest.manager.toolstack import Domain, Toolstack
-
-from mkimage_util import write  # noqa: F401  (shared with the manager tests)
+from xenguest.programs import CommandError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCHER = os.path.join(ROOT, "meta-xenguest", "scripts", "xenguest-manager")

@@ -174,7 +174,7 @@ def real_xl_confirms(image: str, config: dict) -> dict:
 def patch_header(path: str, member: str, start: int, data: bytes, checksum: bool = True) -> None:
     """Overwrite bytes *start*.. of the header of *member* (a logical name) in the
     file image *path*, then set the header's checksum right (unless not *checksum*)."""
-    from xenguest.archive import TarIndex
+    from xenguest.format.archive import TarIndex
 
     with TarIndex.open(path) as index:
         offset = index.members[member].header_offset

@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-from xenguest.archive import TarIndex
+from xenguest.format.archive import TarIndex
 
 
 def openssl(*args: str, cwd: str) -> None:

@@ -1,4 +1,4 @@
-"""Tests of xenguest.archive against the real GNU tar, busybox tar and Python tarfile."""
+"""Tests of xenguest.format.archive against the real GNU tar, busybox tar and Python tarfile."""
 
 import gzip
 import hashlib
@@ -14,15 +14,13 @@ import tracemalloc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from xenguest.archive import DEFAULT_MTIME, TarIndex, TarWriter, source_date_epoch
-from xenguest.archive_append import append_members, atomic_output, can_append
-from xenguest import operations
-from xenguest.archive_extract import extract
-from xenguest.errors import ArchiveError, ImageError, XenguestError
-from xenguest.streams import PROGRESS_STEP
-
 from mkimage_util import patch_header
+from xenguest import operations
+from xenguest.errors import ArchiveError, ImageError, XenguestError
+from xenguest.format.append import append_members, atomic_output, can_append
+from xenguest.format.archive import DEFAULT_MTIME, TarIndex, TarWriter, source_date_epoch
+from xenguest.format.extract import extract
+from xenguest.format.streams import PROGRESS_STEP
 
 LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                    "meta-xenguest", "lib")
@@ -725,8 +723,8 @@ def test_busybox_reads_past_a_lone_zero_block(tmp_path):
 CRASH = """
 import os, sys
 sys.path.insert(0, {lib!r})
-from xenguest.archive import TarIndex
-from xenguest.archive_append import append_members
+from xenguest.format.archive import TarIndex
+from xenguest.format.append import append_members
 calls = []
 real_fsync = os.fsync
 def fsync(fd):

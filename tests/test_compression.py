@@ -8,10 +8,14 @@ import os
 import shutil
 
 import pytest
-
 from manager_util import zstd
-from xenguest.compression import (COMPRESSIONS, CorruptContentError, corrupt_errors,
-                                  decompressed, program_needed)
+from xenguest.disk.compression import (
+    COMPRESSIONS,
+    CorruptContentError,
+    corrupt_errors,
+    decompressed,
+    program_needed,
+)
 from xenguest.errors import XenguestError
 
 DATA = os.urandom(100_000) + bytes(3 * 1024 * 1024) + b"the end"

@@ -3,11 +3,19 @@
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from xenguest.compression import COMPRESSIONS
-from xenguest.disk import (
-    CONTENT_SUFFIXES, FILESYSTEMS, MAX_SIZE_MIB, DiskConfig, Partition, check_content_name,
-    check_device, content_compression, content_kind, format_size, parse_size,
+from xenguest.disk.compression import COMPRESSIONS
+from xenguest.disk.config import (
+    CONTENT_SUFFIXES,
+    FILESYSTEMS,
+    MAX_SIZE_MIB,
+    DiskConfig,
+    Partition,
+    check_content_name,
+    check_device,
+    content_compression,
+    content_kind,
+    format_size,
+    parse_size,
 )
 from xenguest.errors import DiskConfigError
 from xenguest.problems import ERROR, WARNING

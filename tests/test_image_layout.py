@@ -5,11 +5,10 @@ import os
 import subprocess
 
 import pytest
-
 from mkimage_util import fails, mkimage, ok, sha256, write
 from signing_util import sign_args
-from xenguest.archive import TarIndex
-from xenguest.archive_append import append_members
+from xenguest.format.append import append_members
+from xenguest.format.archive import TarIndex
 
 
 def append(image: str, members: dict) -> None:

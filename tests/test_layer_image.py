@@ -6,12 +6,11 @@ import shutil
 import tarfile
 import textwrap
 
-import pytest
-
 import bitbake_env as be
+import pytest
 from bitbake_env import bb
 from xenguest import operations
-from xenguest.compression import decompressed
+from xenguest.disk.compression import decompressed
 from xenguest.problems import ERROR
 
 EXAMPLE = os.path.join(be.LAYER, "recipes-guests", "images", "xenguest-image-minimal.bb")
@@ -310,7 +309,7 @@ def test_signature_follows_settings_and_files(env):
     hook = os.path.join(os.path.dirname(recipe), "files", "hook.sh")
     assert hook in [path for path, _ in sums1]
     # The library's own sources are inputs too.
-    assert os.path.join(be.LIB, "xenguest", "operations.py") in [p for p, _ in sums1]
+    assert os.path.join(be.LIB, "xenguest", "operations", "__init__.py") in [p for p, _ in sums1]
     with open(hook, "w") as f:
         f.write("#!/bin/sh\necho two\n")
     base2, sums2 = be.signature_inputs(env.parse(recipe), recipe, "do_image_xenguest")

@@ -140,7 +140,7 @@ def test_sources_are_the_layers_own_files(env):
                            + [os.path.join("lib", rel) for rel in layer_sources()])
     checksums = [os.path.normpath(path) + ":" + found for path, found in
                  (c.rsplit(":", 1) for c in d.getVarFlag("do_fetch", "file-checksums").split())]
-    assert os.path.join(be.LAYER, "lib", "xenguest", "operations.py") + ":True" in checksums
+    assert os.path.join(be.LAYER, "lib", "xenguest", "operations", "__init__.py") + ":True" in checksums
     # Adding a module makes BitBake parse the recipe again.
     depends = [path for path, _ in d.getVar("__depends", False)]
     assert PACKAGE in depends

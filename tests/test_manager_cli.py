@@ -14,11 +14,19 @@ import subprocess
 import sys
 
 import pytest
-
 from interrupt_util import run_interrupted, steps
-from manager_util import (LAUNCHER, FakeXl, config_file, make_image, make_tar,
-                          peak_memory_growth, script,
-                          tar_entry, tree, write)
+from manager_util import (
+    LAUNCHER,
+    FakeXl,
+    config_file,
+    make_image,
+    make_tar,
+    peak_memory_growth,
+    script,
+    tar_entry,
+    tree,
+    write,
+)
 from mkimage_util import patch_header
 from xenguest import operations
 from xenguest.cli.manager import main
@@ -270,8 +278,9 @@ def test_commands_that_make_no_guest_do_not_load_the_image_library(env):
         stderr=subprocess.PIPE, universal_newlines=True, check=True)
     loaded = set(proc.stdout.split())
     assert "xenguest.manager.guests" in loaded, proc.stdout
-    heavy = {"xenguest.manager.deploy", "xenguest.image", "xenguest.signing", "xenguest.check",
-             "xenguest.manifest", "xenguest.manager.provision", "tarfile", "hashlib"}
+    heavy = {"xenguest.manager.deploy", "xenguest.format.image", "xenguest.format.signing",
+             "xenguest.operations.checks", "xenguest.format.manifest", "xenguest.disk.build",
+             "tarfile", "hashlib"}
     assert not loaded & heavy, proc.stdout
 
 
@@ -351,7 +360,7 @@ def test_host_commands_output_is_bounded_in_memory():
         "r = Host().run('sh', ['-c', 'head -c 33554432 /dev/zero; echo; echo done >&2; "
         "echo the end'], check=False)\n"
         "print(repr((len(r.stdout), last_line(r.stdout), r.stderr)))",
-        "from xenguest.manager.host import Host, last_line")
+        "from xenguest.programs import Host, last_line")
     assert growth < 16 * 1024, f"peak RSS grew by {growth} KiB"
     size, last, stderr = ast.literal_eval(out)
     assert size < 2 << 20 and last == "the end" and stderr == "done\n"

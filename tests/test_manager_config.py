@@ -5,12 +5,17 @@ import re
 import shlex
 
 import pytest
-
 from manager_util import ROOT, write
 from xenguest.cli.manager import COMMANDS, main
 from xenguest.manager import ManagerError
-from xenguest.manager.config import (DEFAULT_PATH, ENV_VAR, ManagerConfig, default_text,
-                                     load_config, parse_config)
+from xenguest.manager.config import (
+    DEFAULT_PATH,
+    ENV_VAR,
+    ManagerConfig,
+    default_text,
+    load_config,
+    parse_config,
+)
 
 RECIPE = os.path.join(ROOT, "meta-xenguest", "dynamic-layers", "virtualization-layer",
                       "recipes-manager", "xenguest-manager")

@@ -16,15 +16,20 @@ import sys
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from manager_util import RecordingToolstack, lines, make_image, manager, script, write
-from xenguest.manager import ManagerError
-from xenguest.manager import natconf
+from xenguest.format.netparams import PortForward
+from xenguest.manager import ManagerError, natconf
 from xenguest.manager.config import ManagerConfig, parse_config
-from xenguest.manager.guestnet import (ActiveGuest, NatRuntime, assign_nic, derive_ipv4,
-                                       derive_mac, frontend_domid, vif_spec)
-from xenguest.manager.host import Host
-from xenguest.netparams import PortForward
+from xenguest.manager.guestnet import (
+    ActiveGuest,
+    NatRuntime,
+    assign_nic,
+    derive_ipv4,
+    derive_mac,
+    frontend_domid,
+    vif_spec,
+)
+from xenguest.programs import Host
 
 NAT = "192.168.213.1/24"
 

@@ -17,14 +17,23 @@ import subprocess
 import tarfile
 
 import pytest
-
-from manager_util import (MIB, ROOTFS, RecordingToolstack, make_image, make_tar, manager,
-                          tar_entry, tree, write, zstd)
-from xenguest.compression import program_needed
-from xenguest.disk import Partition, DiskConfig
+from manager_util import (
+    MIB,
+    ROOTFS,
+    RecordingToolstack,
+    make_image,
+    make_tar,
+    manager,
+    tar_entry,
+    tree,
+    write,
+    zstd,
+)
+from xenguest.disk.build import plan_disk, sfdisk_script
+from xenguest.disk.compression import program_needed
+from xenguest.disk.config import DiskConfig, Partition
 from xenguest.errors import XenguestError
 from xenguest.manager import ManagerError
-from xenguest.manager.provision import plan_disk, sfdisk_script
 
 TOOLS_ENV = dict(os.environ, MTOOLS_SKIP_CHECK="1", LC_ALL="C")
 
@@ -168,7 +177,7 @@ def test_ext2_ext3_formats(tmp_path, fs, journal):
 
 
 def test_many_files_span_several_debugfs_batches(tmp_path, monkeypatch):
-    from xenguest.manager import populate
+    from xenguest.disk import populate
     monkeypatch.setattr(populate, "BATCH_FILES", 7)
     entries = [tar_entry("./d", kind=tarfile.DIRTYPE, mode=0o750, uid=3)]
     entries += [tar_entry(f"./d/f{i}", str(i).encode(), uid=i) for i in range(30)]

@@ -11,10 +11,9 @@ import filecmp
 import os
 import stat
 
-import pytest
-
 import bitbake_env as be
-from xenguest.manager.host import PROVIDERS
+import pytest
+from xenguest.programs import PROVIDERS
 
 RECIPE = os.path.join(be.LAYER, "dynamic-layers", "virtualization-layer", "recipes-manager",
                       "xenguest-manager", "xenguest-manager_0.1.0.bb")

@@ -5,16 +5,25 @@ import os
 import subprocess
 
 import pytest
-
 from interrupt_util import run_interrupted, steps
-from manager_util import (FakeXl, RecordingToolstack, config_file, make_image, make_tar,
-                          manager, script, tar_entry, tree, write)
+from manager_util import (
+    FakeXl,
+    RecordingToolstack,
+    config_file,
+    make_image,
+    make_tar,
+    manager,
+    script,
+    tar_entry,
+    tree,
+    write,
+)
 from signing_util import flip_byte
-from xenguest import signing
-from xenguest.archive import TarIndex
-from xenguest.archive_append import append_members
-from xenguest.image import Image
 from xenguest.cli.manager import main
+from xenguest.format import signing
+from xenguest.format.append import append_members
+from xenguest.format.archive import TarIndex
+from xenguest.format.image import Image
 from xenguest.manager import ManagerError
 from xenguest.manager.config import parse_config
 

@@ -8,14 +8,14 @@ import subprocess
 import tarfile
 
 import pytest
-from hypothesis import given, settings, strategies as st
-
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mkimage_util import mkimage
 from signing_util import flip_byte, manifest_lines
-from xenguest import manifest
-from xenguest.archive import TarIndex
 from xenguest.errors import ImageError
-from xenguest.image import Image
+from xenguest.format import manifest, manifest_check
+from xenguest.format.archive import TarIndex
+from xenguest.format.image import Image
 
 
 def ok(*args: str) -> str:
@@ -93,7 +93,7 @@ def test_missing_and_extra_members(tmp_path):
     (folder / "files" / "new.bin").write_bytes(b"new")
     os.unlink(folder / "disk.cfg")
     with Image.open(str(folder)) as img:
-        findings = manifest.verify(img, manifest.read(img))
+        findings = manifest_check.verify(img, manifest_check.read(img))
     assert [(f.kind, f.name) for f in findings] == [("extra", "files/new.bin"),
                                                     ("missing", "disk.cfg")]
     result = mkimage("check", "--verify", str(folder))

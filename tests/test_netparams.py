@@ -1,17 +1,16 @@
 """The network parameters of images (params.cfg): XENGUEST_NETWORK_TYPE and
 XENGUEST_NETWORK_PORT_FORWARD, as the library, check, the build class and the
-manager read them (xenguest.netparams)."""
+manager read them (xenguest.format.netparams)."""
 
 import os
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from manager_util import make_image
 from xenguest import operations
 from xenguest.errors import XenguestError
-from xenguest.netparams import PortForward, check_network, network_type, parse_forwards
+from xenguest.format.netparams import PortForward, check_network, network_type, parse_forwards
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -15,8 +15,8 @@ The end-to-end tests (test_xen_e2e.py) run the same code under real Xen.
 """
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +24,6 @@ import tempfile
 import textwrap
 
 import pytest
-
 from manager_util import LAUNCHER, FakeXl, make_image, write
 
 NEEDED = ("unshare", "nsenter", "ip", "nft", "dnsmasq", "dhcp_release", "busybox")  # setup-test-env
@@ -299,7 +298,7 @@ NETWORKD_DRIVER = r'''
 import os, sys
 sys.path.insert(0, {lib!r})
 from xenguest.manager.config import load_config
-from xenguest.manager.host import Host
+from xenguest.programs import Host
 from xenguest.manager.hostnet import HostNetwork
 config = load_config({config!r})
 network = HostNetwork(config, Host(config.commands), systemd_run={systemd!r})

@@ -25,13 +25,13 @@ from typing import Callable, List, NamedTuple, Optional, Tuple
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-
 from manager_util import RecordingToolstack, manager
 from mkimage_util import write
-from xenguest import operations, signing
-from xenguest.archive import TarIndex
+from xenguest import operations
 from xenguest.errors import XenguestError
-from xenguest.image import Image
+from xenguest.format import signing
+from xenguest.format.archive import TarIndex
+from xenguest.format.image import Image
 
 EXAMPLES = int(os.environ.get("XENGUEST_FUZZ_EXAMPLES", "100"))
 BLOCK = 512

@@ -5,13 +5,12 @@ import os
 import shutil
 
 import pytest
-
 from mkimage_util import mkimage
 from signing_util import flip_byte, sign_args
-from xenguest import signing
-from xenguest.archive import TarIndex
-from xenguest.archive_append import append_members
-from xenguest.image import Image
+from xenguest.format import signing
+from xenguest.format.append import append_members
+from xenguest.format.archive import TarIndex
+from xenguest.format.image import Image
 
 
 def ok(*args: str) -> str:

@@ -7,9 +7,8 @@ import threading
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from xenguest.errors import ArchiveError
-from xenguest.streams import CHUNK, PROGRESS_STEP, copy_fd, hash_fd
+from xenguest.format.streams import CHUNK, PROGRESS_STEP, copy_fd, hash_fd
 
 DATA = os.urandom(3 * CHUNK + 12345)
 

@@ -8,12 +8,12 @@ import os
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_xlcfg import DOC_VALUES, SPECIAL, VALUES, _consistent, documents, texts
 from xenguest.errors import XlSyntaxError
-from xenguest.xlcfg import XlConfig, XlNumber, format_value, merge
-from xenguest.xlkeys import KNOWN_KEYS
+from xenguest.xl.config import XlConfig, XlNumber, format_value, merge
+from xenguest.xl.keys import KNOWN_KEYS
 from xl_tool import real_libxlutil, real_xl  # noqa: F401  (pytest fixtures)
 
 TEMPLATE = (

@@ -1,4 +1,4 @@
-"""Unit and property tests of the xl configuration grammar (xenguest.xlcfg, xenguest.xlkeys)."""
+"""Unit and property tests of the xl configuration grammar (xenguest.xl.config, xenguest.xl.keys)."""
 
 import copy
 import pickle
@@ -7,12 +7,21 @@ import string
 from collections import OrderedDict
 
 import pytest
-from hypothesis import given, settings, strategies as st
-
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from xenguest.errors import XenguestError, XlSyntaxError
-from xenguest.xlcfg import (LONG_MAX, Statement, XlConfig, XlNumber, format_value, merge,
-                            parse_value, quote_string, valid_key)
-from xenguest.xlkeys import KNOWN_KEYS, is_known
+from xenguest.xl.config import (
+    LONG_MAX,
+    Statement,
+    XlConfig,
+    XlNumber,
+    format_value,
+    merge,
+    parse_value,
+    quote_string,
+    valid_key,
+)
+from xenguest.xl.keys import KNOWN_KEYS, is_known
 
 ANCESTOR_DEFAULT = (
     "# Xen guest configuration\n"

@@ -38,13 +38,13 @@ XENGUEST_HOST_GUESTS_DIR ?= "${datadir}/xenguest/guests"
 # A ROOTFS_POSTPROCESS_COMMAND function run by do_rootfs, not a task of its own.
 # nooelint: oelint.task.docstrings
 python xenguest_host_install_guests () {
-    import xenguest.bitbake_host
-    xenguest.bitbake_host.install_guests(d)
+    import xenguest.bitbake.host
+    xenguest.bitbake.host.install_guests(d)
 }
 ROOTFS_POSTPROCESS_COMMAND += "xenguest_host_install_guests"
 do_rootfs[vardeps] += "XENGUEST_HOST_GUESTS XENGUEST_HOST_GUESTS_DIR"
 
 python __anonymous () {
-    import xenguest.bitbake_host
-    xenguest.bitbake_host.setup_host(d)
+    import xenguest.bitbake.host
+    xenguest.bitbake.host.setup_host(d)
 }

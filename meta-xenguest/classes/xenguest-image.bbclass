@@ -128,10 +128,10 @@
 # _XENCONFIG, _INIT_PRE, _INIT, _INIT_POST, _FILES and _DISK_FILES are read as the
 # defaults of the matching variables above.
 
-# The class's python helpers live in the layer's library (lib/xenguest/bitbake.py).
+# The class's python helpers live in the layer's library (lib/xenguest/bitbake/image.py).
 def xenguest_image_call(name, d):
-    import xenguest.bitbake
-    return getattr(xenguest.bitbake, name)(d)
+    import xenguest.bitbake.image
+    return getattr(xenguest.bitbake.image, name)(d)
 
 XENGUEST_EXTRA_DTB ??= ""
 XENGUEST_EXTRA_RAMDISK ??= ""

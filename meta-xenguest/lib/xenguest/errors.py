@@ -7,6 +7,10 @@ Everything else is a bug and may show a traceback.
 """
 
 
+from contextlib import contextmanager
+from typing import Iterator, Type
+
+
 class XenguestError(Exception):
     """A user error: the message is shown as is, the exit status is 1."""
 
@@ -48,3 +52,24 @@ class ShellVarsError(XenguestError):
 
 class DiskConfigError(XenguestError):
     """A disk description (size, partition, content) is invalid."""
+
+
+class DiskError(XenguestError):
+    """A guest disk cannot be built as its description says."""
+
+
+class CommandError(XenguestError):
+    """An external program failed or could not be run."""
+
+
+@contextmanager
+def step(what: str, error: Type[XenguestError] = XenguestError) -> Iterator[None]:
+    """Name the step that failed: any user error or OS error inside becomes
+    ``error("WHAT: reason")``."""
+    try:
+        yield
+    except XenguestError as e:
+        raise error(f"{what}: {e.message}") from None
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        raise error(f"{what}: {where}{e.strerror or e}") from None

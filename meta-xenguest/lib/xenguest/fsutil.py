@@ -1,36 +1,12 @@
-"""Small file-system helpers of the image writers, and progress accounting."""
+"""Small file-system helpers: paths, folders, and errors that name their file."""
 
 import contextlib
 import errno
 import os
 import stat
-from typing import Iterator, List, Optional
+from typing import Iterator, List
 
-from . import streams
 from .errors import ImageError
-
-#: A progress callback (done, total), or None.
-Progress = Optional[streams.Progress]
-
-
-class Tracker:
-    """Adds up the progress of several members into one (done, total) report."""
-
-    def __init__(self, progress: Progress, total: int) -> None:
-        self.progress = progress
-        self.total = total
-        self.done = 0
-
-    def member(self, done: int, _total: int) -> None:
-        if self.progress is not None:
-            self.progress(self.done + done, self.total)
-
-    def advance(self, size: int) -> None:
-        self.done += size
-
-    def finish(self) -> None:
-        if self.progress is not None:
-            self.progress(self.total, self.total)
 
 
 def require_path(path: str, what: str) -> str:

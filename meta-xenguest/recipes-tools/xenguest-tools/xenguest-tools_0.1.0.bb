@@ -9,10 +9,10 @@ LICENSE = "MIT"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=13333274a5a9a617dfd1047e21b3ce2c"
 
 # The sources are the layer's own files (not a copy): the layer root is two
-# folders up. Every library module is listed by xenguest.bitbake.tools_src_uri.
+# folders up. Every library module is listed by xenguest.bitbake.tools.tools_src_uri.
 def xenguest_tools_src_uri(d):
-    import xenguest.bitbake
-    return xenguest.bitbake.tools_src_uri(d)
+    import xenguest.bitbake.tools
+    return xenguest.bitbake.tools.tools_src_uri(d)
 
 # The recipe's sources are this layer's own files, two folders up.
 # nooelint: oelint.vars.fileextrapaths, oelint.vars.outofcontext

@@ -4,6 +4,9 @@ Each operation is a :class:`Command` with ``name``, ``helpmsg``,
 ``setup_parser`` and ``run``.  :func:`main` builds the parser, runs the chosen
 command and turns every :class:`~xenguest.errors.XenguestError` into one line
 on stderr and its exit status — the only place where the program exits.
+
+Imports: everything below: the foundations, xl, format, disk, operations,
+bitbake, manager.
 """
 
 import abc

@@ -17,7 +17,8 @@ from typing import Any, Dict, List, Optional
 from ..errors import UsageError, XenguestError
 from ..manager.config import ManagerConfig, load_config, seconds
 from ..manager.guests import GuestStatus, Manager, Report
-from . import Command, Help, main as cli_main
+from . import Command, Help
+from . import main as cli_main
 
 PROG = "xenguest-manager"
 DESCRIPTION = (

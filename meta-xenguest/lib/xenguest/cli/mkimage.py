@@ -9,12 +9,14 @@ import json
 import sys
 from typing import Any, Callable, List, Optional
 
-from .. import layout, operations, signing
+from .. import operations
+from ..format import layout, signing
+from ..format.image import Image
 from ..fsutil import naming
-from ..image import Image
-from ..options import FLAG, GROUPS, OPTIONAL, OPTIONS, Edit
+from ..operations.options import FLAG, GROUPS, OPTIONAL, OPTIONS, Edit
 from ..problems import ERROR, WARNING
-from . import Command, Help, main as cli_main
+from . import Command, Help
+from . import main as cli_main
 
 PROG = "xenguest-mkimage"
 DESCRIPTION = (

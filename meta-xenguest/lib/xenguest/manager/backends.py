@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from ..disk import DiskConfig
+from ..disk.config import DiskConfig
+from ..programs import CommandError, Host
 from . import ManagerError
 from .config import ManagerConfig
-from .host import CommandError, Host
 from .state import DISK_FILE
 
 log = logging.getLogger("xenguest.manager")

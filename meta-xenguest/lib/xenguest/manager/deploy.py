@@ -12,32 +12,34 @@ library (archives, checks, signatures); list, status, start and stop do not.
 import datetime
 import logging
 import os
-from typing import Optional
+from functools import partial
+from typing import BinaryIO, ContextManager, Optional
 
-from .. import layout, signing
-from ..check import check_image
-from ..editor import GuestEditor
+from ..disk.build import DiskPlan, Provisioner, plan_disk
 from ..errors import XenguestError
+from ..format import layout, signing
+from ..format.image import Image
+from ..format.image_copy import copy_tree_out
 from ..fsutil import require_path
-from ..image import Image
-from ..image_copy import copy_tree_out
 from ..operations import open_image
+from ..operations.checks import check_image
+from ..operations.editor import GuestEditor
 from ..problems import ERROR, WARNING
 from . import ManagerError, step
 from .backends import DiskBackend
+from .base import IMAGE_SUFFIX, GuestHost
 from .guestcfg import GuestParams, read_params
-from .guests import IMAGE_SUFFIX, Manager
 from .initscripts import MANAGER_VARS
-from .provision import DiskPlan, Provisioner, plan_disk
 from .state import GuestRecord, check_guest_name, discard, read_record_if_any
 
 log = logging.getLogger("xenguest.manager")
 
 
 class Deployer:
-    """Creates guests for a :class:`Manager` (its settings, host, toolstack, state)."""
+    """Creates guests on a :class:`~.base.GuestHost` (its settings, host, toolstack,
+    state)."""
 
-    def __init__(self, manager: Manager) -> None:
+    def __init__(self, manager: GuestHost) -> None:
         self.manager = manager
         self.config = manager.config
         self.host = manager.host
@@ -139,7 +141,8 @@ class Deployer:
                     self.state.save(staging, record)
                 current = "provision the disk"
                 with step(current):
-                    Provisioner(self.host, image, staging, allocation.zeroed).provision(
+                    content = partial(_open_disk_file, image)
+                    Provisioner(self.host, content, staging, allocation.zeroed).provision(
                         plan, allocation.path)
             current = "install the guest"
             os.rename(staging, self.state.guest_dir(name))
@@ -199,3 +202,8 @@ def name_for_image(image_path: str, stem: str, editor: Optional[GuestEditor] = N
         return check_guest_name(xl_name)
     raise ManagerError(f"{image_path}: {stem!r} is not a valid guest name and the image "
                        "names no guest: give a NAME")
+
+
+def _open_disk_file(image: Image, name: str) -> "ContextManager[BinaryIO]":
+    """The partition content file NAME of the image (``disk/NAME``), as stored."""
+    return image.open_member(f"{layout.DISK}/{name}")

@@ -19,10 +19,11 @@ import os
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
 
-from .. import layout, xlcfg
-from ..netparams import FORWARD_PARAM, TYPE_PARAM, PortForward, check_network
-from ..shellvars import ShellVarFile, is_reserved
 from ..errors import XenguestError
+from ..format import layout
+from ..format.netparams import FORWARD_PARAM, TYPE_PARAM, PortForward, check_network
+from ..shellvars import ShellVarFile, is_reserved
+from ..xl import config as xlcfg
 from . import ManagerError
 from .backends import xl_disk_spec
 

@@ -35,13 +35,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Mapping, Optional
 
-from ..netparams import FORWARD_PARAM, TYPE_PARAM, PortForward, check_network
+from ..format.netparams import FORWARD_PARAM, TYPE_PARAM, PortForward, check_network
+from ..programs import CommandError, Host
 from . import ManagerError
 from .config import ManagerConfig
 from .guestcfg import read_params_file
-from .host import CommandError, Host
-from .natconf import (add_forwards, delete_forwards, dhcp_host, leases, list_map_command,
-                      parse_map)
+from .natconf import add_forwards, delete_forwards, dhcp_host, leases, list_map_command, parse_map
 from .state import StateStore, hold_lock, write_atomic
 
 log = logging.getLogger("xenguest.manager")

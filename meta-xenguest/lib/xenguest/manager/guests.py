@@ -13,20 +13,14 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import XenguestError
 from . import ManagerError, step
-from .backends import DiskBackend, backend_named
-from .config import ManagerConfig
-from .guestcfg import (GuestParams, build_config, read_params, read_params_file,
-                       read_xl_documents)
-from .guestnet import NatRuntime, assign_nic, vif_spec
-from .host import Host
+from .base import IMAGE_SUFFIX, GuestHost
+from .guestcfg import GuestParams, build_config, read_params, read_params_file, read_xl_documents
+from .guestnet import assign_nic, vif_spec
 from .initscripts import MANAGER_VARS, StartPlan, base_environment, script_stages, start_sequence
-from .state import CONFIG_FILE, GuestRecord, StateStore, write_atomic
-from .toolstack import Domain, Toolstack, XlToolstack, destroy_and_wait, wait_gone
+from .state import CONFIG_FILE, GuestRecord, write_atomic
+from .toolstack import Domain
 
 log = logging.getLogger("xenguest.manager")
-
-IMAGE_SUFFIX = ".xenguest"
-
 
 @dataclass
 class GuestStatus:
@@ -58,42 +52,8 @@ class Report:
     failed: List[Tuple[str, str]] = field(default_factory=list)
 
 
-class Manager:
+class Manager(GuestHost):
     """The operations, with the settings, the host's commands and a toolstack."""
-
-    #: Seconds between polls of the toolstack while waiting.
-    poll_interval = 0.25
-
-    def __init__(self, config: ManagerConfig, toolstack: Optional[Toolstack] = None,
-                 host: Optional[Host] = None) -> None:
-        self.config = config
-        self.host = host or Host(config.commands)
-        self.toolstack = toolstack or XlToolstack(self.host)
-        self.state = StateStore(config.state_folder)
-        self.nat = NatRuntime(config, self.host)
-
-    # -- helpers ---------------------------------------------------------------
-
-    def lock(self, name: str) -> Any:
-        """Hold guest *name*'s lock (a context manager)."""
-        return self.state.lock(name, self.config.lock_timeout)
-
-    def _wait_gone(self, name: str, timeout: float) -> bool:
-        return wait_gone(self.toolstack, name, timeout, interval=self.poll_interval)
-
-    def _destroy(self, name: str) -> bool:
-        return destroy_and_wait(self.toolstack, name, self.config.stop_timeout,
-                                interval=self.poll_interval)
-
-    def backend(self, record_disk: Optional[Dict[str, Any]]) -> DiskBackend:
-        """The backend of a guest's disk record, or the configured one for None."""
-        name = record_disk["backend"] if record_disk else self.config.disk_backend
-        return backend_named(name, self.config, self.host)
-
-    def free_disk(self, record: GuestRecord, folder: str) -> None:
-        """Free the disk of *record*, whose guest folder is *folder*, if it has one."""
-        if record.disk:
-            self.backend(record.disk).free(record.disk, folder)
 
     # -- create ----------------------------------------------------------------
 
@@ -171,13 +131,6 @@ class Manager:
             if problem:
                 raise ManagerError(f"guest {name}: {problem}")
 
-    def _release(self, name: str, nic: Optional[Dict[str, str]]) -> None:
-        """Remove what the NAT network still holds for a stopped guest (if anything)."""
-        if nic and nic.get("ipv4"):
-            with step(f"release the NAT network address of guest {name}"):
-                if self.nat.release(nic["mac"]):
-                    log.info("guest %s: released what Xen's vif script left", name)
-
     def _destroy_and_release(self, name: str, nic: Optional[Dict[str, str]]) -> bool:
         destroyed = self._destroy(name)
         self._release(name, nic)
@@ -237,17 +190,6 @@ class Manager:
                                   else timeout, kill=True)
             self.remove_locked(name)
         log.info("guest %s removed", name)
-
-    def remove_locked(self, name: str) -> None:
-        """Free the disk and delete the state of stopped guest *name* (lock held)."""
-        record = self.state.load(name)
-        if not self._wait_gone(name, self.config.stop_timeout):
-            raise ManagerError(f"domain {name} still exists: its disk cannot be freed")
-        self._release(name, record.nic)
-        with step(f"free the disk of guest {name}"):
-            self.free_disk(record, self.state.guest_dir(name))
-        with step(f"delete the state of guest {name}"):
-            self.state.delete_guest(name)
 
     # -- list, status ----------------------------------------------------------
 

@@ -31,10 +31,10 @@ import signal
 import time
 from typing import Dict, List, Optional
 
+from ..programs import Host
 from . import ManagerError, step
 from .config import ManagerConfig
 from .guestnet import NatRuntime
-from .host import Host
 from .natconf import add_forwards, delete_table, dnsmasq_conf, networkd_unmanaged, nft_table
 from .state import write_atomic
 

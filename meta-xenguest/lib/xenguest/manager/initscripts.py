@@ -36,7 +36,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
-from .. import layout
+from ..errors import XenguestError
+from ..format import layout
 from . import ManagerError
 from .toolstack import Toolstack
 
@@ -268,8 +269,9 @@ def start_sequence(toolstack: Toolstack, plan: StartPlan, cleanup: Cleanup,
         if not created:
             raise
         note = _cleanup_note(cleanup, plan.name)
-        if isinstance(error, ManagerError):
-            raise type(error)(f"{error.message}; {note}") from None
+        if isinstance(error, XenguestError):
+            kind = type(error) if isinstance(error, ManagerError) else ManagerError
+            raise kind(f"{error.message}; {note}") from None
         raise
 
 
@@ -277,7 +279,7 @@ def _cleanup_note(cleanup: Cleanup, name: str) -> str:
     """Destroy what the failed start left; describe the outcome for the error message."""
     try:
         destroyed = cleanup(name)
-    except ManagerError as e:
+    except XenguestError as e:
         log.error("could not destroy domain %s: %s", name, e.message)
         return f"destroying domain {name} failed too: {e.message}"
     return f"domain {name} was destroyed" if destroyed else "no domain was left"

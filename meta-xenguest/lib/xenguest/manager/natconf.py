@@ -19,7 +19,7 @@ import ipaddress
 import re
 from typing import Dict, Iterable, List, Tuple
 
-from ..netparams import PROTOCOLS, PortForward
+from ..format.netparams import PROTOCOLS, PortForward
 
 FAMILY = "inet"
 TABLE = "xenguest"

@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
+from ..format.layout import GUEST_NAME, HOST_CONFIG, HOST_DISK, HOST_RECORD
 from ..fsutil import naming
-from ..layout import GUEST_NAME, HOST_CONFIG, HOST_DISK, HOST_RECORD
 from ..locking import locked_temp, remove_stale_temps
 from . import ManagerError
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 from ..digits import whole_number
-from .host import CommandError, Host
+from ..programs import CommandError, Host
 
 log = logging.getLogger("xenguest.manager")
 
