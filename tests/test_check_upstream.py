@@ -127,3 +127,21 @@ def test_bitbake_steps_refuse_root(upstreams, tmp_path):
     assert result.returncode == 2
     assert result.stderr == ("check-upstream: error: bitbake refuses to run as root: run "
                              "check-upstream as an unprivileged user (docs/build-and-boot.md)\n")
+
+
+def test_a_kas_file_kas_cannot_read_fails_the_steps_without_a_traceback(upstreams, tmp_path):
+    mirrors, commits = upstreams
+    project = project_pinned_to(str(tmp_path), commits)
+    with open(os.path.join(project, "kas", "xenguest.yml"), "a", encoding="utf-8") as f:
+        f.write("machine: [qemuarm64\n")
+    _git(["commit", "-q", "-a", "-m", "a broken kas file"], project)
+    result = check_upstream(["--project", project, "--steps", "pins,checkout",
+                             "--release", "wrynose", "--release", "wrynose"],
+                            tmp_path, mirrors)
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = result.stdout.splitlines()[-1]
+    kas_file = tmp_path / "work" / "meta-xenguest" / "kas" / "xenguest.yml"
+    assert line.startswith(f"check-upstream: wrynose FAILED (pins: kas cannot read {kas_file}: ")
+    assert "; checkout: kas checkout failed (see " in line
+    assert result.stdout.count("wrynose pins") == 1  # the release is checked once
+    assert "Traceback" not in result.stdout + result.stderr
