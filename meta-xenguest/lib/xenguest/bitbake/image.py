@@ -69,6 +69,9 @@ def setup_image_task(d: Any) -> None:
         bb.build.addtask(IMAGE_TASK, "do_image_complete", "do_image_tar", d)
     for dep in plan.depends:
         d.appendVarFlag(IMAGE_TASK, "depends", f" {dep}")
+    for tool in plan.native_tools():
+        d.appendVar("DEPENDS", f" {tool}")
+        d.appendVarFlag(IMAGE_TASK, "depends", f" {tool}:do_populate_sysroot")
     checksums = [c for s in plan.sources for c in s.checksums] + library_checksums()
     try:
         checksums += setup_signing(d, IMAGE_TASK)
@@ -125,9 +128,13 @@ def build_image(d: Any) -> str:
 
     with _environment("SOURCE_DATE_EPOCH", setting(d, "SOURCE_DATE_EPOCH")):
         try:
-            operations.create(output, [edit for _, edit in plan.edits], progress)
+            operations.create(output, [edit for _, edit in plan.edits], progress,
+                              prebuilt_disk=plan.prebuilt)
         except XenguestError as e:
             bb.fatal(f"{os.path.basename(output)}: {_blame(e, plan)}")
+    if plan.prebuilt:
+        bb.note("xenguest:   with its disk prebuilt, disk/disk.img.zst  "
+                "(XENGUEST_IMAGE_DISK_PREBUILT)")
     bb.note(f"xenguest: wrote {output} ({os.path.getsize(output)} bytes)")
     try:
         signed = sign_output(d, output)

@@ -31,6 +31,7 @@ write is derived: the same description and content give the same bytes.
 """
 
 import contextlib
+import dataclasses
 import logging
 import os
 import tarfile
@@ -134,6 +135,12 @@ def plan_disk(disk: DiskConfig) -> Optional[DiskPlan]:
         parts.append(PlannedPartition(number, start, part.size_mib * MIB, part.fs, part.content))
         start += part.size_mib * MIB
     return DiskPlan(disk_bytes(disk), tuple(parts), disk.prebuilt)
+
+
+def disk_commands(disk: DiskConfig) -> Set[str]:
+    """The external commands that build *disk* from its partitions (none without a disk)."""
+    plan = plan_disk(dataclasses.replace(disk, prebuilt="", prebuilt_from=""))
+    return plan.commands() if plan else set()
 
 
 def sfdisk_script(plan: DiskPlan, label_id: Optional[str] = None) -> str:
