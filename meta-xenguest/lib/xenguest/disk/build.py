@@ -41,7 +41,8 @@ from typing import BinaryIO, Callable, ContextManager, Dict, Iterator, List, Opt
 from ..errors import DiskError, step
 from ..fsutil import naming
 from ..programs import Host
-from .compression import corrupt_errors, decompressed, program_needed
+from .compression import (ContentTooLargeError, corrupt_errors, decompress_to_file,
+                          decompressed, program_needed)
 from .config import DiskConfig, content_compression, content_kind, disk_bytes
 from .identity import DiskIdentity
 from .prebuilt import TableEntry, table_problem
@@ -276,8 +277,17 @@ class Provisioner:
         log.info("wrote %d bytes of %s into partition %d", written, part.content, part.number)
 
     def write_prebuilt(self, plan: DiskPlan, target: str) -> None:
-        """Stream the (decompressed) prebuilt disk over the whole target, once its
+        """Write the (decompressed) prebuilt disk over the whole target once its
         partition table is the planned one; its size must be the disk's."""
+        program = program_needed(content_compression(plan.prebuilt))
+        if self.zeroed and program:
+            self._prebuilt_by_program(plan, target, self.host.which(program))
+        else:
+            self._prebuilt_by_stream(plan, target)
+        log.info("wrote the prebuilt disk %s (%d bytes)", plan.prebuilt, plan.size)
+
+    def _prebuilt_by_stream(self, plan: DiskPlan, target: str) -> None:
+        """Check the table in the first chunk, then write chunk by chunk."""
         name = plan.prebuilt
         written = 0
         with self._content(name) as stream, _open_target(target) as fd:
@@ -285,17 +295,39 @@ class Provisioner:
                 chunk = stream.read(CHUNK)
                 if not chunk:
                     break
-                if written == 0 and plan.partitions:
-                    problem = table_problem(chunk[:SECTOR], plan.table())
-                    if problem:
-                        raise DiskError(f"{name} is not the disk disk.cfg describes: {problem}")
+                if written == 0:
+                    self._check_table(plan, chunk)
                 if written + len(chunk) > plan.size:
                     raise DiskError(f"{name} is larger than the disk ({plan.size} bytes)")
                 _write_data(fd, chunk, written, self.zeroed)
                 written += len(chunk)
         if written != plan.size:
             raise DiskError(f"{name} holds {written} bytes, the disk has {plan.size}")
-        log.info("wrote the prebuilt disk %s (%d bytes)", name, written)
+
+    def _prebuilt_by_program(self, plan: DiskPlan, target: str, program: str) -> None:
+        """The decompressor writes the new sparse file itself, at most the disk's size;
+        then its size and table are checked (a failure discards the file)."""
+        name = plan.prebuilt
+        try:
+            with self.open_raw(name) as raw:
+                decompress_to_file(raw, program, target, plan.size)
+        except ContentTooLargeError:
+            raise DiskError(f"{name} is larger than the disk ({plan.size} bytes)") from None
+        except CORRUPT as e:
+            raise DiskError(f"{name} is corrupt or truncated: {e}") from None
+        with naming(target):
+            with open(target, "rb") as written:
+                size = os.fstat(written.fileno()).st_size
+                head = written.read(SECTOR)
+        if size != plan.size:
+            raise DiskError(f"{name} holds {size} bytes, the disk has {plan.size}")
+        self._check_table(plan, head)
+
+    @staticmethod
+    def _check_table(plan: DiskPlan, head: bytes) -> None:
+        problem = table_problem(head[:SECTOR], plan.table()) if plan.partitions else None
+        if problem:
+            raise DiskError(f"{plan.prebuilt} is not the disk disk.cfg describes: {problem}")
 
     def unpack(self, part: PlannedPartition, target: str) -> None:
         scratch = make_scratch(self.scratch_parent)
