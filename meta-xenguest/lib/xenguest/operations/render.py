@@ -104,17 +104,23 @@ def _check_output(output: str) -> None:
         raise ImageError(f"{output}: exists and is not a regular file")
 
 
+def write_disk_file(image: Image, disk: DiskConfig, plan: DiskPlan, path: str, host: Host,
+                    scratch: str, identity: Optional[DiskIdentity] = None) -> None:
+    """Write the disk *plan* as the new sparse file *path* (see :func:`write_disk`)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        os.ftruncate(fd, plan.size)
+    finally:
+        os.close(fd)
+    write_disk(image, disk, plan, path, host, scratch, True, identity)
+
+
 def _render(image: Image, disk: DiskConfig, plan: DiskPlan, work: str, host: Host,
             compress: bool, identity: Optional[DiskIdentity] = None) -> str:
     """Write the disk into a new file in *work* (then compressed if *compress*);
     return its path."""
     raw = os.path.join(work, "disk.img")
-    fd = os.open(raw, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        os.ftruncate(fd, plan.size)
-    finally:
-        os.close(fd)
-    write_disk(image, disk, plan, raw, host, work, True, identity)
+    write_disk_file(image, disk, plan, raw, host, work, identity)
     if not compress:
         return raw
     packed = os.path.join(work, PREBUILT_NAME)
