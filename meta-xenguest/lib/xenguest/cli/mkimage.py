@@ -103,6 +103,36 @@ class Create(EditCommand):
         return 0
 
 
+class Import(Command):
+    name = "import"
+    helpmsg = "make an image of an existing xl configuration and the files it names"
+    description = (
+        "Create XENGUEST (as create does) from the xl configuration file XLCFG of a\n"
+        "guest not built with this project.  guest.cfg is XLCFG as written, but the\n"
+        "files that kernel, ramdisk and device_tree name are stored in files/, and the\n"
+        "one disk (a raw image file: a whole disk, or one filesystem such as an ext4\n"
+        "file) becomes the prebuilt disk, compressed with zstd: DISK_SIZE is its size\n"
+        "(padded to a whole MiB), its partitions described when disk.cfg can say what\n"
+        "its msdos table holds.  The host writes the disk as it is, so root= stays\n"
+        "right.  Relative paths are relative to XLCFG's folder; every other key (vif,\n"
+        "name, memory, ...) stays as written.  Then the options are applied in order."
+    )
+
+    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("config", metavar="XLCFG", help="the guest's xl configuration")
+        parser.add_argument("image", metavar="XENGUEST",
+                            help="the image to create: an empty folder or a file name")
+        add_edit_options(parser)
+        parser.epilog = EDIT_EPILOG
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ..operations.importer import import_guest
+
+        for note in import_guest(args.config, args.image, args.edits):
+            print(f"{args.image}: {note}")
+        return 0
+
+
 class Update(EditCommand):
     name = "update"
     helpmsg = "modify an image"
@@ -431,7 +461,7 @@ DUMPS: List[Command] = [
 
 
 COMMANDS: List[Command] = [
-    Create(), Update(), Partial(), Check(), Sign(), Verify(), Pack(), Extract(), ExtractConfig(),
+    Create(), Import(), Update(), Partial(), Check(), Sign(), Verify(), Pack(), Extract(), ExtractConfig(),
     ExtractDiskFile(), RenderDisk(), *DUMPS, Help(),
 ]
 

@@ -19,7 +19,7 @@ import os
 import stat
 import tempfile
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from ..errors import ImageError
 from ..format import layout
@@ -34,10 +34,12 @@ from .options import Edit, apply_edits
 
 
 def create(path: str, edits: Iterable[Edit] = (), progress: Optional[Progress] = None,
-           prebuilt_disk: bool = False) -> None:
+           prebuilt_disk: bool = False,
+           prepare: Optional[Callable[[GuestEditor], None]] = None) -> None:
     """Create an image at *path*: a directory image in an existing empty folder,
     else a file image (an existing file is replaced, atomically).
 
+    *prepare* edits the fresh image before *edits* are applied (``import``).
     *prebuilt_disk* also builds the disk the image describes and stores it as its
     prebuilt disk (see :func:`.render.add_prebuilt_disk`), with the host's tools.
     """
@@ -57,6 +59,8 @@ def create(path: str, edits: Iterable[Edit] = (), progress: Optional[Progress] =
             )
         editor = GuestEditor(image)
         editor.reset_guest()
+        if prepare is not None:
+            prepare(editor)
         apply_edits(editor, edits)
         editor.flush()
         refuse_errors(check_image(image))

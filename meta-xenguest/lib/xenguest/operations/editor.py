@@ -255,6 +255,11 @@ class GuestEditor:
         for name, text in layout.default_members():
             self.image.write_text(name, text)
 
+    def replace_guest_cfg(self, document: xlcfg.XlConfig) -> None:
+        """guest.cfg becomes *document* (as written), guest.d/ is emptied."""
+        self.image.remove_tree(layout.GUEST_D)
+        self._xl = {layout.GUEST_CFG: xlcfg.XlConfig.parse(document.render(), layout.GUEST_CFG)}
+
     def reset_xen(self) -> None:
         """guest.cfg back to its defaults, guest.d/ emptied; files/ is kept."""
         self.image.remove_tree(layout.GUEST_D)
