@@ -207,8 +207,9 @@ EXPORT_FUNCTIONS do_fetch do_unpack do_configure do_compile do_install do_build
 
 IMAGE_CLASS = r'''
 # Stand-in for OE-core's image.bbclass and image_types.bbclass: the contract of
-# image types. A type T in IMAGE_FSTYPES (plus the IMAGE_TYPEDEP:T closure, minus IMAGE_TYPES_MASKED) gets
-# a task do_image_<base type> after do_image, writing ${IMGDEPLOYDIR}/${IMAGE_NAME}.T;
+# image types. A type T in IMAGE_FSTYPES (plus the IMAGE_TYPEDEP:T closure, minus
+# IMAGE_TYPES_MASKED) gets a task do_image_<base type> after do_image, writing
+# ${IMGDEPLOYDIR}/${IMAGE_NAME}.T;
 # its postfunc create_symlinks links ${IMAGE_LINK_NAME}.T; do_image_complete
 # deploys IMGDEPLOYDIR into DEPLOY_DIR_IMAGE (sstate in OE-core). Types here:
 # tar and ext4 (mke2fs -d, as OE-core), and their gz/bz2/xz/zst conversions

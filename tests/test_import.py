@@ -155,4 +155,5 @@ def test_an_image_without_disk_imports_its_configuration_only(tmp_path):
     ok("import", config, image)
     with open_image(image) as opened:
         assert GuestEditor(opened).disk.size_mib == 0
-        assert opened.read_text("guest.cfg") == "name = 'n'\nmemory = 64\nkernel = \"files/kernel\"\n"
+        assert opened.read_text("guest.cfg") == \
+            "name = 'n'\nmemory = 64\nkernel = \"files/kernel\"\n"
