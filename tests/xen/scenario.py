@@ -7,9 +7,11 @@ guest prints it), a parameter, and one init script per stage (init.pre, init.d, 
 that appends "STAGE $1 $XENTEST_PARAM" to TRACE_FILE in dom0.  It fetches the bridged
 guest's /cgi-bin/who (through the host's masquerading).
 
-The bridged guest: the same kernel and initramfs, no disk, on the host's guest bridge with
-the static address BRIDGED_ADDRESS; it fetches the main guest's /cgi-bin/who through the
-host's forwarded port.
+The bridged guest: the same kernel and initramfs, on the host's guest bridge with the static
+address BRIDGED_ADDRESS; it fetches the main guest's /cgi-bin/who through the host's
+forwarded port.  Its disk is prebuilt: rendered on the build machine (render-disk, zstd) and
+stored in the image (--disk-add-prebuilt), so dom0 writes it rather than building it; its
+ext4 partition holds DISK_FILE with BRIDGED_DISK_TEXT.
 """
 
 import os
@@ -27,6 +29,8 @@ MKIMAGE = os.path.join(LAYER, "scripts", "xenguest-mkimage")
 GUEST_MARKER = "XENGUEST-E2E-GUEST-UP"
 DISK_FILE = "etc/xentest-disk.txt"
 DISK_TEXT = "disk content seen by the guest: 7f3a2c\n"
+BRIDGED_DISK_TEXT = "prebuilt disk content seen by the guest: 51c9e0\n"
+BRIDGED_DISK_MIB = 16
 PARAM_VALUE = "param-from-params.cfg"
 TRACE_FILE = "/run/xenguest-e2e-trace"
 STAGES = ("init.pre", "init.d", "init.post")
@@ -58,15 +62,21 @@ def mkimage(args: List[str]) -> None:
             " ".join(args[:2]), proc.returncode, proc.stdout))
 
 
-def build_image(arch: str, folder: str) -> str:
-    """Build the test guest's .xenguest file for ARCH in FOLDER; return its path."""
-    content = os.path.join(folder, "rootfs")
+def rootfs_tar(folder: str, name: str, text: str) -> str:
+    """A tarball holding DISK_FILE with TEXT, in FOLDER; return its path."""
+    content = os.path.join(folder, name)
     os.makedirs(os.path.join(content, os.path.dirname(DISK_FILE)))
     with open(os.path.join(content, DISK_FILE), "w") as handle:
-        handle.write(DISK_TEXT)
-    rootfs = os.path.join(folder, "rootfs.tar")
+        handle.write(text)
+    rootfs = os.path.join(folder, name + ".tar")
     with tarfile.open(rootfs, "w") as tar:
         tar.add(content, arcname=".")
+    return rootfs
+
+
+def build_image(arch: str, folder: str) -> str:
+    """Build the test guest's .xenguest file for ARCH in FOLDER; return its path."""
+    rootfs = rootfs_tar(folder, "rootfs", DISK_TEXT)
     scripts = []
     for stage in STAGES:
         path = os.path.join(folder, "10-trace-" + stage.replace(".", "-"))
@@ -111,10 +121,17 @@ def build_bridged_image(arch: str, folder: str) -> str:
         "--xen-extra=quiet xentest.ip=%s xentest.name=bridged-guest "
         "xentest.fetch=%s:%d/cgi-bin/who" % (BRIDGED_ADDRESS, host, FORWARD_PORT),
         "--set-param=XENGUEST_NETWORK_TYPE=bridge",
+        "--disk-size=%dM" % BRIDGED_DISK_MIB,
+        "--disk-add-part=1:%dM:ext4:rootfs.tar" % (BRIDGED_DISK_MIB - 1),
+        "--disk-add-file=%s:rootfs.tar" % rootfs_tar(folder, "bridged-rootfs",
+                                                     BRIDGED_DISK_TEXT),
     ]
     if arch == "arm64":
         args.append('--xen-set=type="pvh"')
     mkimage(args)
+    disk = os.path.join(folder, "bridged-disk.img.zst")
+    mkimage(["render-disk", image, disk])
+    mkimage(["update", image, "--disk-add-prebuilt=" + disk])
     return image
 
 
