@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -322,6 +323,22 @@ def test_signature_follows_settings_and_files(env):
           'XENGUEST_IMAGE_MEMORY_SIZE = "768"\n', files)
     base3, _ = be.signature_inputs(env.parse(recipe), recipe, "do_image_xenguest")
     assert base3 != base1
+
+
+def test_parse_cache_of_a_guest_stays_valid(env):
+    """BitBake's parse cache (bb.cache.Cache.cacheValidUpdate) drops a recipe whose
+    "PATH:True" file-checksums entry names no existing path, as a glob does: the guest
+    would be parsed again in every bitbake command."""
+    recipe = guest(env, "guest-cache", "")
+    d = env.parse(recipe)
+    entries = re.split(r"(?:(?<=:True)|(?<=:False))\s+",
+                       d.getVarFlag("do_image_xenguest", "file-checksums").strip())
+    stale = [e for e in entries if os.path.exists(e.rsplit(":", 1)[0]) != (e.endswith(":True"))]
+    assert not stale
+    # Every library module that makes images is an input and a parse dependency.
+    modules = {e.rsplit(":", 1)[0] for e in entries if e.startswith(be.LIB)}
+    assert os.path.join(be.LIB, "xenguest", "disk", "build.py") in modules
+    assert modules <= {path for path, _ in d.getVar("__depends", False)}
 
 
 @pytest.mark.parametrize("series,tarball", [("scarthgap", "tar.bz2"), ("walnascar", "tar.bz2"),

@@ -35,11 +35,26 @@ __all__ = ["build_image", "default_disk_size", "default_kernel", "default_rootfs
 IMAGE_MODULES = ("", "xl", "disk", "format", "operations", "bitbake")
 
 
-def library_checksums() -> List[str]:
-    """file-checksums entries for the library modules that build images (globs:
-    BitBake expands them when it computes the signature)."""
+def library_checksums(d: Any) -> List[str]:
+    """file-checksums entries for the library modules that build images.
+
+    Each module is named, never a glob: BitBake's parse cache takes a
+    "PATH:True" entry whose PATH does not exist (as a glob does not) for a
+    changed file, and would parse the recipe again in every command.  The
+    modules are parse dependencies too, so that a module added to the library
+    (which edits one that imports it) is in the list at the next parse.
+    """
+    import bb.parse
+
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return [os.path.join(package, sub, "*.py") + ":True" for sub in IMAGE_MODULES]
+    entries = []
+    for sub in IMAGE_MODULES:
+        folder = os.path.join(package, sub)
+        for name in sorted(f for f in os.listdir(folder) if f.endswith(".py")):
+            path = os.path.join(folder, name)
+            bb.parse.mark_dependency(d, path)
+            entries.append(path + ":True")
+    return entries
 
 
 def signature_variables(d: Any) -> List[str]:
@@ -71,7 +86,7 @@ def setup_image_task(d: Any) -> None:
     for tool in plan.native_tools():
         d.appendVar("DEPENDS", f" {tool}")
         d.appendVarFlag(IMAGE_TASK, "depends", f" {tool}:do_populate_sysroot")
-    checksums = [c for s in plan.sources for c in s.checksums] + library_checksums()
+    checksums = [c for s in plan.sources for c in s.checksums] + library_checksums(d)
     try:
         checksums += setup_signing(d, IMAGE_TASK)
     except XenguestError as e:
