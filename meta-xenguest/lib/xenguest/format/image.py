@@ -24,6 +24,10 @@ while applying its options leaves the image exactly as it was.
 
 A verified image is read through :meth:`Image.pin` (see :mod:`xenguest.format.pinned`):
 every byte read from it afterwards is a byte that was verified.
+
+The module is longer than most: reading, editing and the three commit paths
+share one private index of entries, and splitting them would make that index
+public for no reader's benefit.
 """
 
 import contextlib
