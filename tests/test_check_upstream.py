@@ -258,3 +258,18 @@ def test_merged_problems_checks_the_hosts_root_file_system(bundle_installed, tmp
         "/var/lib/xen/images",
         "xgcheck-db starts at boot (/etc/xen/auto)",
         "xgcheck-db: /var/lib/xen/images/xgcheck-db.img is not a file in /var/lib/xen/images"]
+
+
+def test_yocto_check_layer_gets_a_build_folder_without_earlier_state(tmp_path):
+    """An earlier run's parse cache and stamps (of an older layer) made BitBake 2.8's
+    yocto-check-layer fail with "Basehash mismatch": the folder is made afresh."""
+    core, build = tmp_path / "core", tmp_path / "check-layer"
+    be.write_tree(str(core), {"meta/conf/sanity.conf": 'LAYER_CONF_VERSION ?= "7"\n'
+                                                      'LOCALCONF_VERSION ?= "2"\n'})
+    be.write_tree(str(build), {"conf/local.conf": "stale\n", "cache/bb_codeparser.dat": "",
+                               "tmp-glibc/cache/bb_cache.dat": "", "tmp/stamps/x": "",
+                               "sstate-cache/kept": ""})
+    cu.plain_core_build(str(core), str(build))
+    assert sorted(os.listdir(build)) == ["conf", "sstate-cache"]
+    assert sorted(os.listdir(build / "conf")) == ["auto.conf", "bblayers.conf", "local.conf"]
+    assert 'CONF_VERSION = "2"' in (build / "conf" / "local.conf").read_text()
