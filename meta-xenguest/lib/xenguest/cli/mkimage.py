@@ -347,7 +347,7 @@ def info_text(image: Image) -> str:
     data = operations.info(image)
     rows = [("image", f"{data['image']} ({data['kind']} image, format "
                       f"{data['format_version']}, {human_size(data['total_size'])})")]
-    for key in ("name", "type", "memory", "vcpus"):
+    for key in ("name", "compatible", "version", "type", "memory", "vcpus"):
         value = data[key]
         rows.append((key, "-" if value is None else f"{value}{' MB' if key == 'memory' else ''}"))
     for key in ("kernel", "device_tree", "ramdisk"):
@@ -362,7 +362,8 @@ def info_text(image: Image) -> str:
         for part in disk["partitions"]:
             rows.append((f"  partition {part['number']}",
                          f"{part['size']} {part['fs'] or '(no filesystem)'} "
-                         f"{part['content'] or '(empty)'}"))
+                         f"{part['content'] or '(empty)'}"
+                         + (" (kept across updates)" if part["keep"] else "")))
     else:
         rows.append(("disk", "none"))
     for stage, scripts in data["init"].items():

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Optional
 
 from ..errors import ImageError, XenguestError
-from ..format import layout
+from ..format import identity, layout
 from ..format.image import DIRECTORY, FILE, Image
 from ..format.image_copy import copy_tree_out
 from ..format.streams import Progress
@@ -235,6 +235,7 @@ def info(image: Image) -> "OrderedDict[str, Any]":
     result["kind"] = image.kind
     result["format_version"] = image.format_version()
     result["name"] = config.get("name")
+    result.update(identity.identity_of(editor.params).as_dict())
     result["type"] = config.get("type")
     result["memory"] = config.get("memory")
     result["vcpus"] = config.get("vcpus")

@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from ..disk.config import DiskConfig
 from ..errors import XenguestError
-from ..format import dircommit, layout, manifest, manifest_check, netparams, signing
+from ..format import dircommit, identity, layout, manifest, manifest_check, netparams, signing
 from ..format.image import Image
 from ..problems import Problem, error, note, warning
 from ..shellvars import ShellVarFile, is_reserved
@@ -163,6 +163,7 @@ def _check_params(image: Image) -> List[Problem]:
             problems.append(error(layout.PARAMS, f"GUEST_AUTOBOOT is {autoboot!r}, not 0 or 1"))
         _guarded(layout.PARAMS, problems, lambda: netparams.check_network(
             params[0].get(netparams.TYPE_PARAM), params[0].get(netparams.FORWARD_PARAM)))
+        _guarded(layout.PARAMS, problems, lambda: identity.identity_of(params[0]))
     return problems
 
 
