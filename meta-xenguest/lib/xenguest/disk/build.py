@@ -26,7 +26,7 @@ import logging
 import os
 import tarfile
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, ContextManager, Iterator, Optional, Set, Tuple
+from typing import BinaryIO, Callable, Collection, ContextManager, Iterator, Optional, Set, Tuple
 
 from ..errors import DiskError, step
 from ..fsutil import naming
@@ -156,12 +156,17 @@ class Provisioner:
         self.scratch_parent = scratch_parent
         self.zeroed = zeroed
 
-    def provision(self, plan: DiskPlan, target: str) -> None:
+    def provision(self, plan: DiskPlan, target: str, keep: Collection[int] = ()) -> None:
+        """Write *plan* into *target*; the partitions numbered in *keep* are left as
+        they are (an update keeps their data), only the table names them."""
         if plan.partitions:
             with step("write the partition table", DiskError):
                 self.host.run("sfdisk", ["--no-reread", "--no-tell-kernel", "-q", target],
                               input=sfdisk_script(plan).encode())
         for part in plan.partitions:
+            if part.number in keep:
+                log.info("keeping %s", part.describe())
+                continue
             with step(part.describe(), DiskError):
                 self.partition(part, target)
         with step("flush the disk", DiskError):
