@@ -89,6 +89,11 @@ def read_params_file(guest_dir: str) -> ShellVarFile:
     return ShellVarFile.parse(_read_text(guest_dir, layout.PARAMS), layout.PARAMS)
 
 
+def read_disk_file(guest_dir: str) -> ShellVarFile:
+    """The guest's disk.cfg (never sourced)."""
+    return ShellVarFile.parse(_read_text(guest_dir, layout.DISK_CFG), layout.DISK_CFG)
+
+
 def _absolute_files(value: xlcfg.Value, guest_dir: str) -> xlcfg.Value:
     if isinstance(value, str) and value.startswith(FILES_PREFIX):
         return os.path.join(guest_dir, *value.split("/"))
