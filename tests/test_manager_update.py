@@ -191,12 +191,12 @@ def test_refusals_change_nothing(world, capsys):
         (world.image("9", compatible="", name="anonymous.xenguest"),
          "the image is for 'no product', guest web for 'acme/web'"),
         (world.image("9", disk=layout(root="1:9M:ext4:rootfs.tar"), name="moved.xenguest"),
-         "partition 2 keeps its data, but the image puts it at 10 MiB, 8 MiB long and the "
-         "guest has it at 11 MiB, 8 MiB long: its data would not fit"),
+         "refused: partition 2 keeps its data, but the image puts it at 10 MiB, 8 MiB long "
+         "and guest web has it at 11 MiB, 8 MiB long: its data would not fit"),
         (world.image("9", disk=layout(data="2:9M:ext4::keep", disk="25M"),
                      name="grown.xenguest"), "at 11 MiB, 9 MiB long"),
         (world.image("9", disk=layout(data="2:8M:vfat::keep"), name="vfat.xenguest"),
-         "the image formats it vfat and the guest's is ext4"),
+         "the image formats it vfat and guest web has it ext4"),
         (world.image("9", disk=layout(data="2:8M:ext4:"), name="dropped.xenguest"),
          "guest web keeps the data of partition(s) 2 across updates, and the image would "
          "make them anew: that data would be lost (--force updates it anyway)"),

@@ -549,6 +549,33 @@ def test_kept_partition_option(tmp_path):
     assert "keep" in fails("update", image, "--disk-add-part=2:8M:ext4::kept")
 
 
+def test_check_update_of(tmp_path):
+    """check --update-of OLD: what keeps the manager from updating a guest made from OLD."""
+    def image(name, *options):
+        path = str(tmp_path / name)
+        ok("create", path, "--guest-compatible=acme/web", "--disk-size=20M",
+           "--disk-add-part=1:10M:ext4:", *options)
+        return path
+
+    old = image("v1.xenguest", "--disk-add-part=2:8M:ext4::keep")
+    good = image("v2.xenguest", "--disk-add-part=2:8M:ext4::keep", "--guest-version=2")
+    assert "valid (0 error(s)" in ok("check", good, f"--update-of={old}").out
+    bad = image("v3.xenguest", "--guest-compatible=acme/db", "--disk-add-part=1:9M:ext4:",
+                "--disk-add-part=2:8M:ext4::keep")
+    result = mkimage("check", bad, f"--update-of={old}", "--json")
+    assert result.rc == 1
+    problems = json.loads(result.out)["problems"]
+    assert [(p["location"], p["message"]) for p in problems if p["severity"] == "error"] == [
+        (f"update of {old}", "the image is for 'acme/db', the old image for 'acme/web' "
+                             "(xenguest-manager update --force does it anyway)"),
+        (f"update of {old}", "partition 2 keeps its data, but the image puts it at 10 MiB, "
+                             "8 MiB long and the old image has it at 11 MiB, 8 MiB long: its "
+                             "data would not fit; an update cannot move, resize or reformat a "
+                             "kept partition")]
+    dropped = image("v4.xenguest", "--disk-add-part=2:8M:ext4:")
+    assert "would be lost" in mkimage("check", dropped, f"--update-of={old}").out
+
+
 def test_launcher_runs_as_a_process(tmp_path):
     """The installed command: a separate process, exit statuses, one-line errors."""
     from mkimage_util import run_process

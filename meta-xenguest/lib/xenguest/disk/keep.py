@@ -43,8 +43,9 @@ def _where(part: PlannedPartition) -> str:
     return f"at {part.start // MIB} MiB, {part.size // MIB} MiB long"
 
 
-def compare(old: DiskConfig, new: DiskConfig) -> KeptLayout:
-    """Compare the guest's disk *old* with the image's *new* (both with a disk)."""
+def compare(old: DiskConfig, new: DiskConfig, what: str = "the guest") -> KeptLayout:
+    """Compare the guest's disk *old* with the image's *new* (both with a disk);
+    *what* names the guest (or the image it was made from) in messages."""
     result = KeptLayout()
     old_plan, new_plan = plan_disk(old), plan_disk(new)
     old_parts = {p.number: p for p in old_plan.partitions} if old_plan else {}
@@ -56,11 +57,11 @@ def compare(old: DiskConfig, new: DiskConfig) -> KeptLayout:
         if (mine.start, mine.size) != (theirs.start, theirs.size):
             result.conflicts.append(
                 f"partition {number} keeps its data, but the image puts it {_where(theirs)} "
-                f"and the guest has it {_where(mine)}")
+                f"and {what} has it {_where(mine)}")
         elif mine.fs != theirs.fs:
             result.conflicts.append(
                 f"partition {number} keeps its data, but the image formats it "
-                f"{theirs.fs or 'with no filesystem'} and the guest's is "
+                f"{theirs.fs or 'with no filesystem'} and {what} has it "
                 f"{mine.fs or 'not formatted'}")
         else:
             result.kept.append(mine)

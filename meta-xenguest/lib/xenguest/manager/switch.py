@@ -66,7 +66,7 @@ class Health:
 
     script: str = ""
     timeout: float = 0.0
-    interval: float = 2.0
+    interval: float = 1.0
 
 
 @dataclass

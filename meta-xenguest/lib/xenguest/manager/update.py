@@ -27,6 +27,7 @@ from ..format.identity import Identity, identity_of
 from ..format.image_copy import copy_tree_out
 from ..fsutil import require_path
 from ..operations import open_image
+from ..operations.checks import update_refusals
 from ..operations.editor import GuestEditor
 from . import ManagerError, step
 from .backends import LvmBackend
@@ -65,13 +66,13 @@ class Updater(Deployer):
                 with step(f"read the configuration of guest {name}"):
                     old_identity = identity_of(read_params_file(guest_dir))
                     old_disk = DiskConfig.from_vars(read_disk_file(guest_dir))
-                if new_identity.compatible != old_identity.compatible and not force:
-                    raise ManagerError(
-                        f"{image_path}: refused: the image is for "
-                        f"{new_identity.compatible or 'no product'!r}, guest {name} for "
-                        f"{old_identity.compatible or 'no product'!r} (--force updates it "
-                        "anyway)")
-                kept = self._check_disk(name, old, old_disk, editor.disk, force)
+                refusals = update_refusals((old_identity, old_disk),
+                                           (new_identity, editor.disk), f"guest {name}")
+                for refusal in sorted(refusals, key=lambda r: r.forced):
+                    if not (refusal.forced and force):
+                        more = " (--force updates it anyway)" if refusal.forced else ""
+                        raise ManagerError(f"{image_path}: refused: {refusal.message}{more}")
+                kept = self._kept(name, old, old_disk, editor.disk)
                 if plan is not None and old.disk is not None:
                     backend = self.manager.backend(old.disk)
                     self.host.require(plan.commands() | backend.commands()
@@ -104,14 +105,10 @@ class Updater(Deployer):
         log.info("guest %s updated to %s", name, new_identity.describe())
         return new_identity
 
-    def _check_disk(self, name: str, old: GuestRecord, old_disk: DiskConfig,
-                    new_disk: DiskConfig, force: bool) -> KeptLayout:
-        """What the update keeps of the guest's disk; ManagerError if it cannot be done."""
-        if (old.disk is None) != (new_disk.size_mib == 0):
-            has = "has no disk" if old.disk is None else "has a disk"
-            gets = "one" if old.disk is None else "none"
-            raise ManagerError(f"guest {name} {has} and the image describes {gets}: an update "
-                               "keeps a guest's disk (make it anew with create --replace)")
+    def _kept(self, name: str, old: GuestRecord, old_disk: DiskConfig,
+              new_disk: DiskConfig) -> KeptLayout:
+        """What the update keeps of the guest's disk (the layouts are known to agree);
+        ManagerError if its backend cannot take the new one."""
         if old.disk is None:
             return KeptLayout()
         backend = self.manager.backend(old.disk)
@@ -120,14 +117,5 @@ class Updater(Deployer):
             if group != old.disk["vg"]:
                 raise ManagerError(f"guest {name}'s disk is in volume group {old.disk['vg']}, "
                                    f"the image's DISK_DEVICE selects {group}")
-        kept = compare(old_disk, new_disk)
-        if kept.conflicts:
-            raise ManagerError(f"guest {name}: {kept.conflicts[0]}: its data would not fit; "
-                               "an update cannot move, resize or reformat a kept partition")
-        if kept.dropped and not force:
-            numbers = ", ".join(str(n) for n in kept.dropped)
-            raise ManagerError(f"guest {name} keeps the data of partition(s) {numbers} across "
-                               "updates, and the image would make them anew: that data would "
-                               "be lost (--force updates it anyway)")
-        return kept
+        return compare(old_disk, new_disk)
 

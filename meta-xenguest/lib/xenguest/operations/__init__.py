@@ -25,7 +25,7 @@ from ..format.streams import Progress
 from ..fsutil import require_path, rmdir_quietly
 from ..problems import ERROR, Problem
 from ..xl import config as xlcfg
-from .checks import check_image, verify_content
+from .checks import check_image, check_update_of, verify_content
 from .editor import PAYLOAD_KEYS, GuestEditor
 from .options import Edit, apply_edits
 
@@ -115,14 +115,19 @@ def open_image(path: str, write: bool = False, allow_trailing: bool = False) -> 
     return image
 
 
-def check(path: str, verify: bool = False) -> List[Problem]:
+def check(path: str, verify: bool = False, update_of: Optional[str] = None) -> List[Problem]:
     """Every problem of the image at *path* (an unreadable image raises).
 
     *verify* also recomputes every digest of the manifest and checks that each
     signature is over the current manifest (see :func:`check.verify_content`).
+    *update_of* (an image) also checks that xenguest-manager can update a guest
+    made from that image with this one (see :func:`checks.update_refusals`).
     """
     with Image.open(path) as image:
         problems = check_image(image)
+        if update_of is not None:
+            with open_image(update_of) as old:
+                problems += check_update_of(image, old)
         if not verify:
             return problems
         found = verify_content(image)
