@@ -34,6 +34,7 @@ from ..programs import Host
 from .compression import corrupt_errors, decompressed, program_needed
 from .config import DiskConfig, content_compression, content_kind
 from .populate import ExtPopulator, VfatPopulator, make_scratch, populate, remove_scratch
+from .regions import copy_bytes, data_extents, write_all
 
 log = logging.getLogger("xenguest.manager")
 
@@ -211,8 +212,8 @@ class Provisioner:
                 os.ftruncate(fd, part.size)
                 self.host.run("mkswap", [area])
                 with _open_target(target) as out:
-                    for start, end in _data_extents(fd, part.size):
-                        _copy_range(fd, start, out, part.start + start, end - start)
+                    for start, length in data_extents(fd, 0, part.size):
+                        copy_bytes(fd, start, out, part.start + start, length)
             finally:
                 os.close(fd)
         finally:
@@ -231,7 +232,7 @@ class Provisioner:
                         f"{part.content} is larger than the partition "
                         f"({part.size // MIB} MiB)")
                 if not (self.zeroed and chunk == _ZEROS[:len(chunk)]):
-                    _pwrite_all(fd, chunk, part.start + written)
+                    write_all(fd, chunk, part.start + written)
                 written += len(chunk)
         log.info("wrote %d bytes of %s into partition %d", written, part.content, part.number)
 
@@ -265,37 +266,3 @@ def _open_target(target: str) -> Iterator[int]:
     finally:
         os.close(fd)
 
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
-
-
-def _data_extents(fd: int, size: int) -> Iterator[Tuple[int, int]]:
-    """(start, end) of the written regions of a sparse file (all of it without SEEK_DATA)."""
-    if not hasattr(os, "SEEK_DATA"):
-        yield 0, min(size, 64 * 1024)
-        return
-    pos = 0
-    while pos < size:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError:  # ENXIO: no data after pos
-            return
-        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
-        yield start, end
-        pos = end
-
-
-def _copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> None:
-    while length > 0:
-        chunk = os.pread(src, min(CHUNK, length), src_offset)
-        if not chunk:
-            raise DiskError("short read while copying the swap header")
-        _pwrite_all(dst, chunk, dst_offset)
-        src_offset += len(chunk)
-        dst_offset += len(chunk)
-        length -= len(chunk)

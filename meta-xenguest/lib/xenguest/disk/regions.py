@@ -114,20 +114,21 @@ def _copy_move(src: int, dst: int, src_offset: int, dst_offset: int, length: int
     for start, size in data_extents(src, src_offset, end):
         if not target_zeroed and start > position:
             written += _zero(dst, dst_offset + position - src_offset, start - position)
-        written += _copy_bytes(src, start, dst, dst_offset + start - src_offset, size)
+        written += copy_bytes(src, start, dst, dst_offset + start - src_offset, size)
         position = start + size
     if not target_zeroed and position < end:
         written += _zero(dst, dst_offset + position - src_offset, end - position)
     return written
 
 
-def _copy_bytes(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> int:
+def copy_bytes(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> int:
+    """Copy *length* bytes between open files, at their offsets; return the count."""
     done = 0
     while done < length:
         chunk = os.pread(src, min(CHUNK, length - done), src_offset + done)
         if not chunk:
             raise DiskError(f"the source ended {length - done} bytes early")
-        _write_all(dst, chunk, dst_offset + done)
+        write_all(dst, chunk, dst_offset + done)
         done += len(chunk)
     return done
 
@@ -136,12 +137,13 @@ def _zero(dst: int, offset: int, length: int) -> int:
     done = 0
     while done < length:
         size = min(CHUNK, length - done)
-        _write_all(dst, _ZEROS[:size], offset + done)
+        write_all(dst, _ZEROS[:size], offset + done)
         done += size
     return done
 
 
-def _write_all(fd: int, data: bytes, offset: int) -> None:
+def write_all(fd: int, data: bytes, offset: int) -> None:
+    """pwrite all of *data* at *offset*."""
     view = memoryview(data)
     while view:
         count = os.pwrite(fd, view, offset)
