@@ -287,3 +287,25 @@ def test_the_root_file_system_is_made_anew(file_world, capsys):
     assert "leftover" not in world.debugfs(ROOT_PART, "ls /")
     assert cli(capsys, "rollback", "web")[0] == 0
     assert "leftover" in world.debugfs(ROOT_PART, "ls /")
+
+
+def test_status_leaves_a_switch_under_way_alone_and_recovers_an_interrupted_one(file_world,
+                                                                                capsys):
+    import fcntl
+
+    from xenguest.manager.state import Journal
+
+    world = file_world
+    world.guest("1")
+    folder = os.path.join(world.state, "guests", ".web.switch")
+    os.mkdir(folder)
+    Journal("update", "staging").save(folder)
+    with open(os.path.join(world.state, "locks", "web.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the command doing it is at work
+        capsys.readouterr()
+        assert world.status()["switching"] == "update" and os.path.isdir(folder)
+        assert capsys.readouterr().err == ""  # no warning: nothing is wrong
+        assert "guest web is busy" in fails(capsys, "start", "web")
+    status = world.status()  # its lock is free: a killed command left it
+    assert status["switching"] is None and not os.path.exists(folder)
+    assert status["state"] == "running" and status["version"] == "1"

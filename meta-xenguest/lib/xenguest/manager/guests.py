@@ -83,9 +83,12 @@ class Manager(GuestHost):
         for name in self.state.switching():
             try:
                 with self.state.lock(name, 0.0):
-                    recover(self, name)
-            except XenguestError as e:
-                log.warning("guest %s: %s", name, e.message)
+                    try:
+                        recover(self, name)
+                    except XenguestError as e:
+                        log.warning("guest %s: %s", name, e.message)
+            except ManagerError:  # busy: the command doing it is at work
+                log.debug("guest %s: a switch is under way", name)
 
     # -- create ----------------------------------------------------------------
 
