@@ -3,11 +3,13 @@
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
 
 import pytest
 
-from mkimage_util import (fails, mkimage, ok, patch_header, real_xl_confirms, sha256,
+from mkimage_util import (MKIMAGE, fails, mkimage, ok, patch_header, real_xl_confirms, sha256,
                           tar_member, tar_names, tree, write)
 
 
@@ -618,3 +620,32 @@ def test_ctrl_c_leaves_no_temporary_file(tmp_path):
     assert err.decode().strip() == "xenguest-mkimage create: interrupted"
     assert sorted(os.listdir(tmp_path)) == ["big.img", "g.xenguest"]
     assert image.read_bytes() == b"old content"
+
+
+@pytest.mark.parametrize("argv", [["update", "{image}", "--xen-memory=1024"], ["info", "{image}"]],
+                         ids=["update", "info"])
+def test_metadata_operations_load_only_what_they_need(tmp_path, argv):
+    """update and info read headers and small members: nothing that runs programs,
+    builds disks, extracts or copies payloads, nor the front ends above them."""
+    image = str(tmp_path / "g.xenguest")
+    kernel = tmp_path / "Image"
+    kernel.write_bytes(b"kernel")
+    mkimage("create", image, f"--xen-kernel={kernel}", "--disk-size=1",
+            "--disk-add-part=1:1:ext4:")
+    probe = "\n".join([
+        "import runpy, sys",
+        f"sys.argv = [{MKIMAGE!r}] + {[a.format(image=image) for a in argv]!r}",
+        "try:",
+        f"    runpy.run_path({MKIMAGE!r}, run_name='__main__')",
+        "except SystemExit as e:",
+        "    assert not e.code, e.code",
+        "print(' '.join(sorted(sys.modules)), file=sys.stderr)",
+    ])
+    proc = subprocess.run([sys.executable, "-c", probe], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=True)
+    loaded = set(proc.stderr.split())
+    assert "xenguest.operations" in loaded, proc.stderr
+    unneeded = {"subprocess", "json", "xenguest.programs", "xenguest.disk.build",
+                "xenguest.disk.populate", "xenguest.disk.compression", "xenguest.format.extract",
+                "xenguest.format.image_copy", "xenguest.manager", "xenguest.bitbake"}
+    assert not loaded & unneeded, sorted(loaded & unneeded)

@@ -5,7 +5,6 @@ of create, update and partial are applied in command-line order.
 """
 
 import argparse
-import json
 import sys
 from typing import Any, Callable, List, Optional
 
@@ -65,6 +64,8 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def print_json(data: Any) -> None:
+    import json  # loaded only by the operations that print JSON
+
     json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
 

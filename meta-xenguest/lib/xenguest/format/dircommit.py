@@ -19,7 +19,6 @@ deletes.  These names are never members of the image.
 """
 
 import contextlib
-import json
 import os
 import stat
 from typing import Callable, Dict, Iterator, List, Tuple
@@ -87,6 +86,8 @@ class DirectoryCommit:
 
     def _save(self) -> None:
         """Write the journal (atomically)."""
+        import json  # only directory images write journals: file-image updates skip it
+
         journal = os.path.join(self.root, JOURNAL)
         staged = self._path(JOURNAL, STAGED)
         with open(staged, "w", encoding="utf-8", errors="surrogateescape") as f, \
@@ -146,6 +147,8 @@ def recover(root: str) -> None:
     _remove_leftovers(root, (STAGED,))  # those of files staged after the journal was written
     journal = os.path.join(root, JOURNAL)
     if os.path.lexists(journal):
+        import json
+
         commit = DirectoryCommit(root)
         try:
             with open(journal, encoding="utf-8", errors="surrogateescape") as f:

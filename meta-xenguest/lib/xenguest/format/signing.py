@@ -22,14 +22,16 @@ found on PATH.  The key is only ever passed to ``openssl`` by path.
 import os
 import re
 import shutil
-import subprocess
 import tempfile
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import ImageError, XenguestError
 from ..fsutil import require_path
 from . import layout, manifest, manifest_check
 from .image import Image
+
+if TYPE_CHECKING:  # pragma: no cover
+    import subprocess
 
 SUFFIX = ".cms"
 FINGERPRINT_DIGITS = 16
@@ -89,6 +91,8 @@ def openssl() -> str:
 
 
 def _run(args: Sequence[str], data: Optional[bytes] = None) -> "subprocess.CompletedProcess[bytes]":
+    import subprocess  # loaded only by the operations that run openssl
+
     return subprocess.run([openssl(), *args], input=data, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, check=False)
 

@@ -20,7 +20,6 @@ from typing import Any, Dict, Iterable, List, Optional
 from ..errors import ImageError, XenguestError
 from ..format import identity, layout
 from ..format.image import DIRECTORY, FILE, Image
-from ..format.image_copy import copy_tree_out
 from ..format.streams import Progress
 from ..fsutil import require_path, rmdir_quietly
 from ..problems import ERROR, Problem
@@ -164,6 +163,8 @@ def extract(source: str, dest: str, config_only: bool = False) -> List[str]:
         return not (config_only and layout.folder_of(name) == layout.DISK)
 
     with open_image(source) as image:
+        from ..format.image_copy import copy_tree_out  # extract only
+
         return copy_tree_out(image, dest, wanted)
 
 
