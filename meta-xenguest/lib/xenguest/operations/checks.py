@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..disk.config import DiskConfig
-from ..disk.keep import compare
 from ..errors import XenguestError
 from ..format import dircommit, identity, layout, manifest, manifest_check, netparams, signing
 from ..format.image import Image
@@ -285,6 +284,8 @@ def update_refusals(old: Tuple[identity.Identity, DiskConfig],
         return found
     if old_disk.size_mib == 0:
         return found
+    from ..disk.keep import compare  # it plans disks: loaded only when an update is checked
+
     kept = compare(old_disk, new_disk, what)
     found += [Refusal(f"{conflict}: its data would not fit; an update cannot move, resize "
                       "or reformat a kept partition") for conflict in kept.conflicts]
