@@ -17,54 +17,13 @@ asserted.  Needs sfdisk, mke2fs and debugfs (tools/setup-test-env).
 """
 
 import os
-import random
 import shutil
 import sys
-import tarfile
 
-from benchlib import MKIMAGE, ROOT, bench_arguments, print_rows, sh, timed, work_folder
+from benchlib import (MANAGER, MKIMAGE, bench_arguments, make_tree_tar, manager_settings,
+                      print_rows, sh, timed, work_folder)
 
-MANAGER = [sys.executable, os.path.join(ROOT, "meta-xenguest", "scripts", "xenguest-manager")]
 PART_MIB_EXTRA = 64
-
-
-def make_tree_tar(path: str, files: int, size_mib: int) -> int:
-    """A rootfs-like tarball of *files* files; returns the bytes of content."""
-    rng = random.Random(7)
-    sizes = [rng.choice((100, 900, 4000, 12000, 60000, 262144)) for _ in range(files)]
-    scale = (size_mib << 20) / max(sum(sizes), 1)
-    block = os.urandom(1 << 18)
-    total = 0
-    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
-        folders = ["."]
-        for i in range(files // 40 + 1):
-            parent = rng.choice(folders)
-            folder = f"{parent}/d{i}"
-            info = tarfile.TarInfo(folder)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-            folders.append(folder)
-        for i, size in enumerate(sizes):
-            size = min(int(size * scale), len(block))
-            info = tarfile.TarInfo(f"{rng.choice(folders)}/f{i}")
-            info.size, info.mode = size, 0o755 if i % 10 == 0 else 0o644
-            tar.addfile(info, _Bytes(block[:size]))
-            total += size
-            if i % 25 == 0:
-                link = tarfile.TarInfo(f"{rng.choice(folders)}/l{i}")
-                link.type, link.linkname = tarfile.SYMTYPE, f"../f{i}"
-                tar.addfile(link)
-    return total
-
-
-class _Bytes:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self.data) if n < 0 else self.pos + n
-        out, self.pos = self.data[self.pos:end], min(end, len(self.data))
-        return out
 
 
 def main() -> int:
@@ -82,17 +41,7 @@ def main() -> int:
         sh(*MKIMAGE, "create", image, f"--xen-kernel={kernel}", "--xen-memory=64",
            f"--disk-size={part_mib + 4}M",
            f"--disk-add-part=1:{part_mib}M:ext4:rootfs.tar", f"--disk-add-file={rootfs}")
-        state = os.path.join(work, "state")
-        config = os.path.join(work, "manager.conf")
-        with open(config, "w") as f:
-            f.write(f"[manager]\nstate_folder = {state}\nguest_folders =\nhost_scripts =\n"
-                    f"[log]\nfile = {os.path.join(work, 'manager.log')}\nlevel = warning\n"
-                    "[disk]\nbackend = file\n")
-        os.environ["XENGUEST_MANAGER_CONFIG"] = config
-
-        def remove_guest() -> None:
-            if os.path.isdir(os.path.join(state, "guests", "bench")):
-                sh(*MANAGER, "remove", "bench")
+        remove_guest = manager_settings(work)
 
         sh("cat", image, rootfs)  # warm the page cache for both
         t_create = timed(lambda: sh(*MANAGER, "create", image, "bench"), args.runs,

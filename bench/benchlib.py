@@ -3,6 +3,7 @@
 import argparse
 import contextlib
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -14,6 +15,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MKIMAGE = [sys.executable, os.path.join(ROOT, "meta-xenguest", "scripts", "xenguest-mkimage")]
+MANAGER = [sys.executable, os.path.join(ROOT, "meta-xenguest", "scripts", "xenguest-manager")]
 
 
 def bench_arguments(doc: str, size_mib: int, size_help: str) -> argparse.ArgumentParser:
@@ -71,6 +73,66 @@ def make_rootfs(path: str, size_mib: int) -> None:
         info = tarfile.TarInfo("data.bin")
         info.size = data_size
         tf.addfile(info, Source(data_size))
+
+
+def make_tree_tar(path: str, files: int, size_mib: int, fresh: bool = False) -> int:
+    """A rootfs-like tarball (*files* files in nested folders, sizes from 100 bytes
+    to 256 KiB, some symbolic links, about *size_mib* of content); returns the bytes
+    of content.  Files hold slices of one random block, or with *fresh* random
+    bytes of their own (incompressible: the worst case for compressed copies)."""
+    rng = random.Random(7)
+    sizes = [rng.choice((100, 900, 4000, 12000, 60000, 262144)) for _ in range(files)]
+    scale = (size_mib << 20) / max(sum(sizes), 1)
+    block = os.urandom(1 << 18)
+    total = 0
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:
+        folders = ["."]
+        for i in range(files // 40 + 1):
+            parent = rng.choice(folders)
+            folder = f"{parent}/d{i}"
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+            folders.append(folder)
+        for i, size in enumerate(sizes):
+            size = min(int(size * scale), len(block))
+            info = tarfile.TarInfo(f"{rng.choice(folders)}/f{i}")
+            info.size, info.mode = size, 0o755 if i % 10 == 0 else 0o644
+            tar.addfile(info, _Bytes(os.urandom(size) if fresh else block[:size]))
+            total += size
+            if i % 25 == 0:
+                link = tarfile.TarInfo(f"{rng.choice(folders)}/l{i}")
+                link.type, link.linkname = tarfile.SYMTYPE, f"../f{i}"
+                tar.addfile(link)
+    return total
+
+
+class _Bytes:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.data) if n < 0 else self.pos + n
+        out, self.pos = self.data[self.pos:end], min(end, len(self.data))
+        return out
+
+
+def manager_settings(work: str, guest: str = "bench") -> Callable[[], None]:
+    """Point xenguest-manager at a state folder in *work* (file disks, no guest
+    folders, warnings only); return a function removing guest *guest* if it exists."""
+    state = os.path.join(work, "state")
+    config = os.path.join(work, "manager.conf")
+    with open(config, "w") as f:
+        f.write(f"[manager]\nstate_folder = {state}\nguest_folders =\nhost_scripts =\n"
+                f"[log]\nfile = {os.path.join(work, 'manager.log')}\nlevel = warning\n"
+                "[disk]\nbackend = file\n")
+    os.environ["XENGUEST_MANAGER_CONFIG"] = config
+
+    def remove_guest() -> None:
+        if os.path.isdir(os.path.join(state, "guests", guest)):
+            sh(*MANAGER, "remove", guest)
+
+    return remove_guest
 
 
 def print_rows(rows: Sequence[Tuple[str, str]]) -> None:

@@ -206,22 +206,16 @@ EXPORT_FUNCTIONS do_fetch do_unpack do_configure do_compile do_install do_build
 '''
 
 IMAGE_CLASS = r'''
-# Stand-in for OE-core's image.bbclass, image_types.bbclass and
-# image-artifact-names.bbclass: the contract of image types. A type T in
-# IMAGE_FSTYPES (plus the IMAGE_TYPEDEP:T closure, minus IMAGE_TYPES_MASKED) gets
-# a task do_image_<base type> after do_image, writing ${IMGDEPLOYDIR}/${IMAGE_NAME}.T;
+# Stand-in for OE-core's image.bbclass and image_types.bbclass: the contract of
+# image types. A type T in IMAGE_FSTYPES (plus the IMAGE_TYPEDEP:T closure, minus
+# IMAGE_TYPES_MASKED) gets a task do_image_<base type> after do_image, writing
+# ${IMGDEPLOYDIR}/${IMAGE_NAME}.T;
 # its postfunc create_symlinks links ${IMAGE_LINK_NAME}.T; do_image_complete
 # deploys IMGDEPLOYDIR into DEPLOY_DIR_IMAGE (sstate in OE-core). Types here:
 # tar and ext4 (mke2fs -d, as OE-core), and their gz/bz2/xz/zst conversions
 # (zst with the zstd program, as OE-core's CONVERSION_CMD:zst).
 
-IMAGE_BASENAME ?= "${PN}"
-IMAGE_VERSION_SUFFIX ?= "-${DATETIME}"
-IMAGE_VERSION_SUFFIX[vardepsexclude] += "DATETIME SOURCE_DATE_EPOCH"
-IMAGE_NAME ?= "${IMAGE_LINK_NAME}${IMAGE_VERSION_SUFFIX}"
-IMAGE_LINK_NAME ?= "${IMAGE_BASENAME}${IMAGE_MACHINE_SUFFIX}${IMAGE_NAME_SUFFIX}"
-IMAGE_MACHINE_SUFFIX ??= "-${MACHINE}"
-IMAGE_NAME_SUFFIX ??= ".rootfs"
+inherit image-artifact-names
 IMGDEPLOYDIR = "${WORKDIR}/deploy-${PN}-image-complete"
 IMGMANIFESTDIR = "${WORKDIR}/image-task-manifest"
 IMAGE_OUTPUT_MANIFEST = "${WORKDIR}/deploy-image-output-manifest/manifest.json"
@@ -411,6 +405,17 @@ CORE_FILES: Dict[str, str] = {
         """),
     "classes/base.bbclass": BASE_CLASS,
     "classes/image.bbclass": IMAGE_CLASS,
+    "classes/image-artifact-names.bbclass": textwrap.dedent("""\
+        # Stand-in for OE-core's image-artifact-names.bbclass: the names of what
+        # images deploy (image.bbclass inherits it; other recipes may).
+        IMAGE_BASENAME ?= "${PN}"
+        IMAGE_VERSION_SUFFIX ?= "-${DATETIME}"
+        IMAGE_VERSION_SUFFIX[vardepsexclude] += "DATETIME SOURCE_DATE_EPOCH"
+        IMAGE_NAME ?= "${IMAGE_LINK_NAME}${IMAGE_VERSION_SUFFIX}"
+        IMAGE_LINK_NAME ?= "${IMAGE_BASENAME}${IMAGE_MACHINE_SUFFIX}${IMAGE_NAME_SUFFIX}"
+        IMAGE_MACHINE_SUFFIX ??= "-${MACHINE}"
+        IMAGE_NAME_SUFFIX ??= ".rootfs"
+        """),
     "classes/core-image.bbclass": textwrap.dedent("""\
         # Stand-in for OE-core's core-image.bbclass.
         CORE_IMAGE_EXTRA_INSTALL ?= ""

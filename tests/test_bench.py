@@ -17,6 +17,9 @@ BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("bench_verify.py", ["--size-mib", "4"], ["sha256sum", "check --verify / sha256sum"]),
     ("bench_manager.py", ["--files", "60", "--size-mib", "2"],
      ["xenguest-manager create", "tar -xf + mke2fs -d", "create / baseline"]),
+    ("bench_prebuilt.py", ["--files", "60", "--size-mib", "4"],
+     ["create, prebuilt disk", "cp --sparse=always + sync", "create, disk built (debugfs)",
+      "prebuilt / (cp + sync)", "built / prebuilt"]),
 ])
 def test_benchmark_reports_its_figures(script, args, rows, tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(BENCH, script), "--runs", "1",

@@ -1,23 +1,32 @@
-"""tools/check-upstream, offline: its pins and checkout steps against the stand-ins.
+"""tools/check-upstream, offline: its pins and checkout steps against the stand-ins, and the
+parts of its bundle step that need no upstream layer.
 
 The real check needs the upstream repositories and an unprivileged user (it
 runs bitbake); CI has neither.  What runs here is the script itself on the
 project's stand-in upstream repositories (tests/kas_env.py): it finds the
 mirrors from --mirrors, checks every lock-file pin on its branch, runs the real
 ``kas checkout`` on the committed state of a meta-xenguest checkout, and turns
-what it found into its summary line and exit status.
+what it found into its summary line and exit status.  Of the bundle step: when it
+does not apply, the guest images and recipe it bundles (the recipe's do_install run
+by the real BitBake over the stand-in core), and its check of the merged root file
+system (the merge itself is meta-virtualization's, run by the real step only).
 """
 
+import importlib.machinery
+import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 
+import bitbake_env as be
 from kas_env import ROOT, _git, kas_env, make_upstreams, mirror_path, RELEASES
 
 SCRIPT = os.path.join(ROOT, "tools", "check-upstream")
+MKIMAGE = os.path.join(ROOT, "meta-xenguest", "scripts", "xenguest-mkimage")
 LOCKS = {"wrynose": "xenguest.lock.yml", "scarthgap": "xenguest-scarthgap.lock.yml"}
 
 
@@ -145,3 +154,107 @@ def test_a_kas_file_kas_cannot_read_fails_the_steps_without_a_traceback(upstream
     assert "; checkout: kas checkout failed (see " in line
     assert result.stdout.count("wrynose pins") == 1  # the release is checked once
     assert "Traceback" not in result.stdout + result.stderr
+
+
+# -- the bundle step: the parts that need no upstream layer ---------------------------
+
+def load_script():
+    """tools/check-upstream as a module (it has no .py suffix)."""
+    loader = importlib.machinery.SourceFileLoader("check_upstream", SCRIPT)
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+cu = load_script()
+
+
+def test_the_bundle_step_does_not_apply_to_a_meta_virtualization_without_bundles(tmp_path):
+    """scarthgap's meta-virtualization has no xen-guest-cross-install class."""
+    with pytest.raises(cu.StepNotApplicable) as found:
+        cu.mvirt_host_recipe(str(tmp_path), "scarthgap")
+    assert str(found.value) == ("meta-virtualization (scarthgap) has no guest bundles "
+                                "(no classes/xen-guest-cross-install.bbclass)")
+    be.write_tree(str(tmp_path), {"classes/xen-guest-cross-install.bbclass": "",
+                                  "recipes-extended/images/xen-image-minimal.bb": ""})
+    assert cu.mvirt_host_recipe(str(tmp_path), "wrynose") == str(
+        tmp_path / "recipes-extended" / "images" / "xen-image-minimal.bb")
+    be.write_tree(str(tmp_path), {"recipes-old/xen-image-minimal.bb": ""})
+    with pytest.raises(cu.StepFailed, match="^2 xen-image-minimal.bb in "):
+        cu.mvirt_host_recipe(str(tmp_path), "wrynose")
+
+
+def test_not_applicable_is_said_and_is_no_failure(capsys, tmp_path):
+    check = cu.Check("scarthgap", str(tmp_path), "kas.yml", "poky", str(tmp_path),
+                     str(tmp_path))
+    os.makedirs(os.path.join(check.build, "conf"))
+    open(os.path.join(check.build, "conf", "bblayers.conf"), "w").close()
+    cu.check_release(check, ["bundle"])  # tmp_path has no meta-virtualization
+    assert capsys.readouterr().out.startswith(
+        "check-upstream: scarthgap bundle not applicable: meta-virtualization (scarthgap) "
+        "has no guest bundles")
+    assert cu.summary([check]) == "check-upstream: scarthgap ok (bundle not applicable)"
+
+
+@pytest.fixture(scope="module")
+def bundle_installed(tmp_path_factory):
+    """The step's guest images and bundle recipe; the recipe's do_install run by the real
+    BitBake over the stand-in core, into a folder that is the host's root file system."""
+    scratch = str(tmp_path_factory.mktemp("bundle"))
+    recipe = cu.bundle_inputs(ROOT, scratch, os.path.join(scratch, "log"))
+    env = be.BitBakeEnv(str(tmp_path_factory.mktemp("bb")))
+    with open(recipe, encoding="utf-8") as f:
+        recipe = env.write_recipe(cu.BUNDLE_RECIPE, f.read())
+    d = env.parse(recipe)
+    env.run_until(recipe, d, "do_install")
+    return scratch, d.getVar("D")
+
+
+def test_the_bundle_steps_guests_are_valid_images(bundle_installed):
+    scratch, root = bundle_installed
+    for guest in cu.BUNDLE_GUESTS:
+        image = os.path.join(scratch, f"{guest.name}.xenguest")
+        result = subprocess.run([sys.executable, MKIMAGE, "check", image],
+                                stdout=subprocess.PIPE, universal_newlines=True)
+        assert result.returncode == 0, result.stdout
+    with open(os.path.join(root, cu.MVIRT_BUNDLES, cu.BUNDLE_RECIPE, "manifest")) as f:
+        assert f.read() == ("xgcheck-web:xgcheck-web.img:xgcheck-web.kernel:autostart\n"
+                            "xgcheck-db:xgcheck-db.img:xgcheck-db.kernel:\n")
+
+
+def merge_as_meta_virtualization_does(root):
+    """The result meta-virtualization's merge_installed_xen_bundles gives (wrynose):
+    the input of merged_problems here, the real function runs in the real step."""
+    bundles = os.path.join(root, cu.MVIRT_BUNDLES)
+    bundle = os.path.join(bundles, cu.BUNDLE_RECIPE)
+    os.makedirs(os.path.join(root, "etc/xen/auto"))
+    for line in open(os.path.join(bundle, "manifest")).read().splitlines():
+        name, disk, kernel, autostart = line.split(":")
+        for file in (disk, kernel):
+            shutil.copy(os.path.join(bundle, "images", file), root + cu.MVIRT_IMAGES)
+        shutil.copy(os.path.join(bundle, "configs", f"{name}.cfg"), f"{root}/etc/xen")
+        if autostart == "autostart":
+            os.symlink(f"/etc/xen/{name}.cfg", f"{root}/etc/xen/auto/{name}.cfg")
+    shutil.rmtree(bundles)
+
+
+def test_merged_problems_checks_the_hosts_root_file_system(bundle_installed, tmp_path):
+    _, installed = bundle_installed
+    root = str(tmp_path / "rootfs")
+    shutil.copytree(installed, root, symlinks=True)
+    assert cu.merged_problems(root, cu.BUNDLE_GUESTS, ROOT) == [
+        "/usr/share/xen-guest-bundles is still in the rootfs",
+        "xgcheck-web does not start at boot (/etc/xen/auto)",
+        "xgcheck-web: no /etc/xen/xgcheck-web.cfg",
+        "xgcheck-db: no /etc/xen/xgcheck-db.cfg"]
+    merge_as_meta_virtualization_does(root)
+    assert cu.merged_problems(root, cu.BUNDLE_GUESTS, ROOT) == []
+    os.remove(f"{root}/var/lib/xen/images/xgcheck-web/ramdisk.img")
+    os.remove(f"{root}/var/lib/xen/images/xgcheck-db.img")
+    os.symlink("/etc/xen/xgcheck-db.cfg", f"{root}/etc/xen/auto/xgcheck-db.cfg")
+    assert cu.merged_problems(root, cu.BUNDLE_GUESTS, ROOT) == [
+        "xgcheck-web: /var/lib/xen/images/xgcheck-web/ramdisk.img is not a file in "
+        "/var/lib/xen/images",
+        "xgcheck-db starts at boot (/etc/xen/auto)",
+        "xgcheck-db: /var/lib/xen/images/xgcheck-db.img is not a file in /var/lib/xen/images"]

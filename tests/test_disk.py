@@ -394,5 +394,7 @@ def test_as_dict():
             {"number": 2, "size_mib": 512, "size": "512M", "fs": "swap", "content": "",
              "keep": False},
         ],
+        "prebuilt": "", "prebuilt_from": "",
     }
-    assert DiskConfig().as_dict() == {"size_mib": 0, "size": "0", "device": "", "partitions": []}
+    assert DiskConfig().as_dict() == {"size_mib": 0, "size": "0", "device": "", "partitions": [],
+                                      "prebuilt": "", "prebuilt_from": ""}

@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import textwrap
 
@@ -12,6 +14,8 @@ from bitbake_env import bb
 from xenguest import operations
 from xenguest.disk.compression import decompressed
 from xenguest.problems import ERROR
+
+MKIMAGE = os.path.join(be.LAYER, "scripts", "xenguest-mkimage")
 
 EXAMPLE = os.path.join(be.LAYER, "recipes-guests", "images", "xenguest-image-minimal.bb")
 EXAMPLE_FILES = os.path.join(be.LAYER, "recipes-guests", "images", "xenguest-image-minimal")
@@ -391,3 +395,46 @@ def test_bundled_initramfs_kernel(env):
         info = operations.info(image)
         assert image.read_bytes(info["kernel"]["path"]) == b"bundle"
         assert info["disk"]["size_mib"] == 0 and info["root"] is None
+
+
+def test_the_disk_is_prebuilt_at_build_time(env, tmp_path_factory):
+    """XENGUEST_IMAGE_DISK_PREBUILT: the task builds the disk with the -native tools it
+    depends on, and the image carries it: the bytes render-disk builds from the image."""
+    settings = 'XENGUEST_IMAGE_DISK_PREBUILT = "1"\nXENGUEST_IMAGE_DISK_SIZE = "40M"\n'
+    recipe = guest(env, "guest-prebuilt", settings)
+    d = env.parse(recipe)
+    tools = ["e2fsprogs-native", "util-linux-native", "zstd-native"]  # ext4, no vfat or swap
+    assert [t for t in d.getVar("DEPENDS").split() if t.endswith("-native")] == tools
+    depends = d.getVarFlag("do_image_xenguest", "depends").split()
+    assert [f"{t}:do_populate_sysroot" for t in tools] == depends[1:]
+    _, logs = build(env, recipe)
+    assert "with its disk prebuilt, disk/disk.img.zst  (XENGUEST_IMAGE_DISK_PREBUILT)" in \
+        logs["do_image_xenguest"]
+    path, _ = output(d)
+    assert [p for p in operations.check(path, verify=True) if p.severity == ERROR] == []
+    with operations.open_image(path) as image:
+        disk = operations.disk_config(image)
+        assert disk["prebuilt"] == "disk.img.zst" and disk["prebuilt_from"].startswith("sha256:")
+        assert image.exists("disk/rootfs.tar.zst")  # hosts without it build the disk
+        with image.open_member("disk/disk.img.zst") as f, \
+                decompressed(f, "zst", shutil.which("zstd")) as stream:
+            prebuilt = stream.read()
+    rebuilt = str(tmp_path_factory.mktemp("render") / "disk.img")
+    environ = dict(os.environ, SOURCE_DATE_EPOCH=EPOCH)
+    subprocess.run([sys.executable, MKIMAGE, "render-disk", "--ignore-prebuilt", path, rebuilt],
+                   env=environ, check=True)
+    assert prebuilt == open(rebuilt, "rb").read()
+    # Another build folder, another time: the same image.
+    other = make_env(tmp_path_factory)
+    d2 = other.parse(guest(other, "guest-prebuilt", settings))
+    deploy(d2, d2.getVar("KERNEL_IMAGETYPE"), KERNEL)
+    other.run_until(d2.getVar("FILE"), d2, "do_image_complete")
+    assert open(output(d2)[0], "rb").read() == open(path, "rb").read()
+
+
+def test_a_prebuilt_disk_needs_a_disk(env):
+    recipe = guest(env, "guest-prebuilt-nodisk", 'XENGUEST_IMAGE_DISK_PREBUILT = "1"\n'
+                                                 'XENGUEST_IMAGE_DISK_SIZE = "0"\n')
+    message = be.parse_failure(env, recipe)
+    assert 'XENGUEST_IMAGE_DISK_PREBUILT = "1": the guest has no disk to build ' \
+           "(XENGUEST_IMAGE_DISK_SIZE is 0)" in message

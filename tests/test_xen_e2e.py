@@ -6,12 +6,13 @@ where the layer's recipes put it: the settings, vif-xenguest among Xen's scripts
 SysV init scripts of xenguest-network and xenguest-manager.
 
 Two images, made on the host with xenguest-mkimage (tests/xen/scenario.py): the main guest
-(a disk with an ext4 partition filled from a tarball and a kept data partition, one init
-script per stage, the host's NAT network with a forwarded port; versions 2 and 3 of it for
-its updates) and a bridged guest (on the host's guest bridge, a static address). dom0 boots
-the way a SysV host does: the network service (bridge and NAT network from the settings:
-bridges, nftables, dnsmasq), Xen's real xendomains script, then the manager's autostart,
-which creates and starts both. Then:
+(a disk with an ext4 partition filled from a tarball, built in dom0 with debugfs, and a kept
+data partition, one init script per stage, the host's NAT network with a forwarded port;
+versions 2 and 3 of it for its updates) and a bridged guest (on the host's guest bridge, a
+static address, a prebuilt disk that dom0 writes with zstd). dom0 boots the way a SysV host
+does: the network service (bridge and NAT network from the settings: bridges, nftables,
+dnsmasq), Xen's real xendomains script, then the manager's autostart, which creates and
+starts both. Then:
 
 * the main guest got its address from dnsmasq, answers ping and HTTP from dom0, directly and
   through dom0's forwarded port; the bridged guest answers ping on the bridge;
@@ -29,21 +30,22 @@ which creates and starts both. Then:
 The manager runs with `verify = require`: the images are signed on the host (test PKI, real
 openssl, a chain through an intermediate CA) and dom0's openssl checks them against the root
 CA. Before anything else, a copy of the main image with one byte of its init.pre script
-flipped must be refused with nothing done: no init script run, no disk, no state, no domain.
+flipped (made in dom0) must be refused with nothing done: no init script run, no disk, no
+state, no domain.
 """
 
 import json
 import os
 import re
-import shutil
 
 import pytest
 
-from signing_util import flip_byte, sign_args
+from signing_util import sign_args
 from xen import boot_xen, require_tools
 from xen import scenario
 from xen.dom0 import LAYER
 from xen.guest import POWEROFF_MARK
+from xenguest.format.archive import TarIndex
 
 NAME = "e2e-guest"
 BRIDGED = "e2e-bridged"
@@ -140,6 +142,10 @@ net_leftovers() {
     echo "$1-leases:[$(cat $RUN/dnsmasq.leases 2>/dev/null)]"
     echo "$1-vifs:[$(ls /sys/class/net | grep '^vif')]"
 }
+# The tampered copy is made here, not shipped: the initramfs unpacks into half of dom0's
+# memory, before the remount above.
+cp @IMAGE@ @TAMPERED@ && printf '@TAMPER_BYTE@' | dd of=@TAMPERED@ bs=1 seek=@TAMPER_OFFSET@ \
+    conv=notrunc 2> /dev/null || fail "cannot make the tampered copy"
 echo "e2e-run: xenguest-manager create @TAMPERED@ tampered (must be refused)"
 xenguest-manager create @TAMPERED@ tampered > /run/refusal 2>&1
 echo "refusal-rc:[$?]"
@@ -156,6 +162,7 @@ wait_for "$LOG" @MARKER@
 wait_for "$BLOG" @MARKER@
 wait_for "$LOG" "guest-httpd: up"
 echo "guest-up"
+echo "prebuilt-disks:[$(grep -c 'wrote the prebuilt disk' /var/log/xenguest-manager.log)]"
 echo "status-json-begin"
 xenguest-manager status "$NAME" --json || fail "status --json"
 echo "status-json-end"
@@ -279,17 +286,20 @@ def test_manager_runs_guests_under_real_xen(arch, tmp_path, pki):
     bridged = scenario.build_bridged_image(arch, str(tmp_path))
     for path in (image, bridged):
         scenario.mkimage(["sign", path] + sign_args(pki))
-    tampered = str(tmp_path / "tampered.xenguest")
-    shutil.copyfile(image, tampered)
-    flip_byte(tampered, TAMPERED_MEMBER, TAMPERED_OFFSET)
-    payload = {IMAGE: image, BRIDGED_IMAGE: bridged, TAMPERED: tampered,
-               KEYRING: pki.cert("root")}
+    with TarIndex.open(image) as index:
+        offset = index.file_member(TAMPERED_MEMBER).data_offset + TAMPERED_OFFSET
+    with open(image, "rb") as f:
+        f.seek(offset)
+        flipped = f.read(1)[0] ^ 0x01
+    script = DOM0_SCRIPT.replace("@TAMPER_OFFSET@", str(offset)).replace(
+        "@TAMPER_BYTE@", "\\%03o" % flipped)
+    payload = {IMAGE: image, BRIDGED_IMAGE: bridged, KEYRING: pki.cert("root")}
     for version in ("2", "3"):
         payload[ROOTFS % version] = scenario.build_rootfs(str(tmp_path), version)
     signer = sign_args(pki)
     payload.update({path: signer[signer.index(option) + 1] for option, path in SIGNER.items()})
     payload.update(INIT_SCRIPTS)
-    run = boot_xen(arch, DOM0_SCRIPT, payload, timeout=720,
+    run = boot_xen(arch, script, payload, timeout=720,
                    log_path=str(tmp_path / "console.log"))
     phases = [("script", "XENTEST-BEGIN"), ("networks up", "e2e-run: bash"),
               ("guests up", "guest-up"), ("guests fetched", "e2e-run: xenguest-mkimage update"),
@@ -344,6 +354,9 @@ def test_manager_runs_guests_under_real_xen(arch, tmp_path, pki):
     # port (its own address seen), the main guest the bridged one masqueraded as dom0.
     bridged_log = run.guest_logs.get(BRIDGED, "")
     assert "guest-address: %s" % scenario.BRIDGED_ADDRESS in bridged_log, why
+    # The bridged guest booted with the disk prebuilt on the build machine, written by dom0.
+    assert "disk-file: " + scenario.BRIDGED_DISK_TEXT.strip() in bridged_log, why
+    assert _line(out, "prebuilt-disks") == "1", out
     assert "guest-fetch: who: nat-guest from [::ffff:%s]" % bridged_host in bridged_log, why
     assert "guest-fetch: who: bridged-guest from [::ffff:%s]" % host in log, why
 

@@ -109,6 +109,18 @@
 #                               with a disk, else ""
 # XENGUEST_IMAGE_DISK_FILES     partition content files for disk/, each
 #                               SRC[:DST].                                     ""
+# XENGUEST_IMAGE_DISK_PREBUILT  "1": the task also builds the guest disk (the
+#                               table, each partition formatted and filled,
+#                               with e2fsprogs-native, dosfstools-native,
+#                               mtools-native, util-linux-native, added to
+#                               DEPENDS as needed) and stores it, compressed
+#                               by zstd-native, as disk/disk.img.zst: a host
+#                               writes it as fast as it copies a file and
+#                               needs none of those tools. The partition
+#                               content stays in the image (hosts with an
+#                               earlier xenguest-manager build the disk from
+#                               it). Reproducible like the image. "0": hosts
+#                               build the disk.                                "0"
 #
 # Signing (see docs/signing.md): when both of these are set, the task signs the
 # image's manifest (a detached CMS signature in signatures/, "xenguest-mkimage
@@ -181,6 +193,7 @@ XENGUEST_IMAGE_DISK_DEVICE ?= ""
 XENGUEST_IMAGE_ROOTFS_TYPE ?= "${@xenguest_image_call('default_rootfs_type', d)}"
 XENGUEST_IMAGE_DISK_PARTITIONS ?= "${@'1:${XENGUEST_IMAGE_DISK_SIZE}:ext4:rootfs.${XENGUEST_IMAGE_ROOTFS_TYPE}' if xenguest_image_call('has_disk', d) else ''}"
 XENGUEST_IMAGE_DISK_FILES ?= "${XENGUEST_EXTRA_DISK_FILES}"
+XENGUEST_IMAGE_DISK_PREBUILT ?= "0"
 XENGUEST_IMAGE_SIGN_KEY ?= ""
 XENGUEST_IMAGE_SIGN_CERT ?= ""
 XENGUEST_IMAGE_SIGN_CHAIN ?= ""

@@ -36,6 +36,7 @@ PACKAGES = (
     "xen-utils-4.17", "xen-utils-common", "xenstore-utils",
     "busybox-static", "bash", "coreutils", "util-linux", "mount", "fdisk",
     "e2fsprogs", "dosfstools", "mtools", "openssl",
+    "zstd",  # prebuilt disks (Python 3.11 has no zstd module)
     "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib",
     # the guests' networks: nft, dnsmasq (the NAT network's DHCP server), dhcp_release
     "nftables", "dnsmasq-base", "dnsmasq-utils",

@@ -44,6 +44,7 @@ DOM0_FILES = {
                   "/usr/sbin/fsck.ext4", "/usr/sbin/dumpe2fs", "/usr/sbin/tune2fs"],
     "python3.11-minimal": ["/usr/bin/python3.11"],
     "openssl": ["/usr/bin/openssl", "/usr/lib/ssl/openssl.cnf"],
+    "zstd": ["/usr/bin/zstd"],
     "nftables": ["/usr/sbin/nft"],
     "dnsmasq-base": ["/usr/sbin/dnsmasq"],
     "dnsmasq-utils": ["/usr/bin/dhcp_release"],

@@ -10,9 +10,11 @@ parameter, and one init script per stage (init.pre, init.d, init.post) that appe
 /cgi-bin/who (through the host's masquerading).  Its versions 2 and 3 differ only by their
 version (GUEST_VERSION, and VERSION_FILE on their root file system).
 
-The bridged guest: the same kernel and initramfs, no disk, on the host's guest bridge with
-the static address BRIDGED_ADDRESS; it fetches the main guest's /cgi-bin/who through the
-host's forwarded port.
+The bridged guest: the same kernel and initramfs, on the host's guest bridge with the static
+address BRIDGED_ADDRESS; it fetches the main guest's /cgi-bin/who through the host's
+forwarded port.  Its disk is prebuilt: rendered on the build machine (render-disk, zstd) and
+stored in the image (--disk-add-prebuilt), so dom0 writes it rather than building it; its
+ext4 partition holds DISK_FILE with BRIDGED_DISK_TEXT.
 """
 
 import os
@@ -32,6 +34,8 @@ DISK_FILE = "etc/xentest-disk.txt"
 VERSION_FILE = "etc/xentest-version"
 COMPATIBLE = "xentest/e2e-guest"
 DISK_TEXT = "disk content seen by the guest: 7f3a2c\n"
+BRIDGED_DISK_TEXT = "prebuilt disk content seen by the guest: 51c9e0\n"
+BRIDGED_DISK_MIB = 16
 PARAM_VALUE = "param-from-params.cfg"
 TRACE_FILE = "/run/xenguest-e2e-trace"
 STAGES = ("init.pre", "init.d", "init.post")
@@ -78,13 +82,20 @@ def mkimage(args: List[str]) -> None:
 
 def build_rootfs(folder: str, version: str) -> str:
     """The root file system tarball of version VERSION of the main guest, in FOLDER."""
-    content = os.path.join(folder, "rootfs-" + version)
+    return rootfs_tar(folder, "rootfs-" + version, DISK_TEXT, version)
+
+
+def rootfs_tar(folder: str, name: str, text: str, version: str = "") -> str:
+    """A tarball holding DISK_FILE with TEXT (and VERSION_FILE with VERSION if given), in
+    FOLDER; return its path."""
+    content = os.path.join(folder, name)
     os.makedirs(os.path.join(content, os.path.dirname(DISK_FILE)))
     with open(os.path.join(content, DISK_FILE), "w") as handle:
-        handle.write(DISK_TEXT)
-    with open(os.path.join(content, VERSION_FILE), "w") as handle:
-        handle.write(version + "\n")
-    rootfs = os.path.join(folder, "rootfs-%s.tar" % version)
+        handle.write(text)
+    if version:
+        with open(os.path.join(content, VERSION_FILE), "w") as handle:
+            handle.write(version + "\n")
+    rootfs = os.path.join(folder, name + ".tar")
     with tarfile.open(rootfs, "w") as tar:
         tar.add(content, arcname=".")
     return rootfs
@@ -143,10 +154,17 @@ def build_bridged_image(arch: str, folder: str) -> str:
         "--xen-extra=quiet xentest.ip=%s xentest.name=bridged-guest "
         "xentest.fetch=%s:%d/cgi-bin/who" % (BRIDGED_ADDRESS, host, FORWARD_PORT),
         "--set-param=XENGUEST_NETWORK_TYPE=bridge",
+        "--disk-size=%dM" % BRIDGED_DISK_MIB,
+        "--disk-add-part=1:%dM:ext4:rootfs.tar" % (BRIDGED_DISK_MIB - 1),
+        "--disk-add-file=%s:rootfs.tar" % rootfs_tar(folder, "bridged-rootfs",
+                                                     BRIDGED_DISK_TEXT),
     ]
     if arch == "arm64":
         args.append('--xen-set=type="pvh"')
     mkimage(args)
+    disk = os.path.join(folder, "bridged-disk.img.zst")
+    mkimage(["render-disk", image, disk])
+    mkimage(["update", image, "--disk-add-prebuilt=" + disk])
     return image
 
 

@@ -46,8 +46,8 @@ FILES:${PN} += "${PYTHON_SITEPACKAGES_DIR}/xenguest"
 
 # The standard library modules the library imports, by OE-core python3 package.
 RDEPENDS:${PN} += "python3-compression python3-core python3-crypt python3-datetime \
-                   python3-fcntl python3-io python3-json python3-logging python3-shell \
-                   python3-threading"
+                   python3-fcntl python3-io python3-json python3-logging python3-resource \
+                   python3-shell python3-threading"
 # 'sign' and 'verify' run the openssl command (openssl-bin in OE-core).
 RRECOMMENDS:${PN} += "openssl-bin"
 

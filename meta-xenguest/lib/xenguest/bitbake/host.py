@@ -57,39 +57,39 @@ def runqueue_config(d: Any) -> str:
     return current
 
 
-def _split(entry: str) -> Tuple[str, Dict[str, str]]:
+def _split(entry: str, variable: str) -> Tuple[str, Dict[str, str]]:
     what, *pairs = entry.split(";")
     params: Dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SettingError(VARIABLE, entry, f"expected ;NAME=VALUE parameters, got ;{pair}")
+            raise SettingError(variable, entry, f"expected ;NAME=VALUE parameters, got ;{pair}")
         params[key] = value
     return what, params
 
 
-def _recipe(d: Any, entry: str, what: str, params: Dict[str, str]) -> HostGuest:
+def _recipe(d: Any, entry: str, what: str, params: Dict[str, str], variable: str) -> HostGuest:
     unknown = sorted(set(params) - set(RECIPE_PARAMS))
     if unknown:
-        raise SettingError(VARIABLE, entry, f"unknown parameter {unknown[0]} "
+        raise SettingError(variable, entry, f"unknown parameter {unknown[0]} "
                            f"(known: {', '.join(RECIPE_PARAMS)})")
     mc, recipe = "", what
     if what.startswith("mc:"):
         parts = what.split(":")
         if len(parts) != 3 or not parts[1] or not parts[2]:
-            raise SettingError(VARIABLE, entry, "expected mc:MULTICONFIG:RECIPE")
+            raise SettingError(variable, entry, "expected mc:MULTICONFIG:RECIPE")
         mc, recipe = parts[1], parts[2]
     if not recipe.replace("-", "").replace("+", "").replace(".", "").replace("_", "").isalnum():
-        raise SettingError(VARIABLE, entry, f"{recipe} is not a recipe name")
+        raise SettingError(variable, entry, f"{recipe} is not a recipe name")
     machine = params.get("machine") or ("" if mc else d.getVar("MACHINE") or "")
     if not machine and not ("deploydir" in params and "image" in params):
-        raise SettingError(VARIABLE, entry, "say the guest multiconfig's MACHINE with "
+        raise SettingError(variable, entry, "say the guest multiconfig's MACHINE with "
                            ";machine=NAME (or give ;deploydir=DIR and ;image=FILE)")
     deploydir = params.get("deploydir") or os.path.join(d.getVar("DEPLOY_DIR"), "images", machine)
     suffix = d.getVar("IMAGE_NAME_SUFFIX") or ""
     image = params.get("image") or f"{recipe}-{machine}{suffix}{SUFFIX}"
     if "/" in image:
-        raise SettingError(VARIABLE, entry, "image= is a file name in the deploy folder")
+        raise SettingError(variable, entry, "image= is a file name in the deploy folder")
     guest = HostGuest(entry, params.get("guestname") or recipe, os.path.join(deploydir, image))
     if mc:
         guest.mcdepends = f"mc:{runqueue_config(d)}:{mc}:{recipe}:{DEPLOY_TASK}"
@@ -98,7 +98,7 @@ def _recipe(d: Any, entry: str, what: str, params: Dict[str, str]) -> HostGuest:
     return guest
 
 
-def _file(d: Any, entry: str, what: str, params: Dict[str, str]) -> HostGuest:
+def _file(d: Any, entry: str, what: str, params: Dict[str, str], variable: str) -> HostGuest:
     name = params.get("guestname") or os.path.basename(what)
     if name.endswith(SUFFIX):
         name = name[:-len(SUFFIX)]
@@ -109,31 +109,32 @@ def _file(d: Any, entry: str, what: str, params: Dict[str, str]) -> HostGuest:
         try:
             path = bb.fetch2.Fetch([url], d).localpath(url)
         except bb.fetch2.BBFetchException as e:
-            raise SettingError(VARIABLE, entry, str(e).splitlines()[0]) from None
+            raise SettingError(variable, entry, str(e).splitlines()[0]) from None
         return HostGuest(entry, name, path, url=url)
     unknown = sorted(set(params) - {"guestname"})
     if unknown:
-        raise SettingError(VARIABLE, entry, f"unknown parameter {unknown[0]} (known: guestname)")
-    source = resolve_file(d, VARIABLE, what)
+        raise SettingError(variable, entry, f"unknown parameter {unknown[0]} (known: guestname)")
+    source = resolve_file(d, variable, what)
     return HostGuest(entry, name, source.path, checksums=source.checksums)
 
 
-def host_guests(d: Any) -> List[HostGuest]:
-    """The guests XENGUEST_HOST_GUESTS asks for; raises SettingError on a wrong entry."""
+def host_guests(d: Any, variable: str = VARIABLE) -> List[HostGuest]:
+    """The guests *variable* (XENGUEST_HOST_GUESTS, or a variable of the same form)
+    asks for; raises SettingError on a wrong entry."""
     guests: List[HostGuest] = []
     names: Dict[str, str] = {}
-    for entry in (d.getVar(VARIABLE) or "").split():
-        what, params = _split(entry)
+    for entry in (d.getVar(variable) or "").split():
+        what, params = _split(entry, variable)
         if "://" in what or what.startswith("/"):
-            guest = _file(d, entry, what, params)
+            guest = _file(d, entry, what, params, variable)
         else:
-            guest = _recipe(d, entry, what, params)
+            guest = _recipe(d, entry, what, params, variable)
         if not GUEST_NAME.match(guest.name):
-            raise SettingError(VARIABLE, entry, f"invalid guest name {guest.name!r}: up to 64 "
+            raise SettingError(variable, entry, f"invalid guest name {guest.name!r}: up to 64 "
                                "letters, digits and . _ - starting with a letter or digit "
                                "(set ;guestname=NAME)")
         if guest.name in names:
-            raise SettingError(VARIABLE, entry, f"guest name {guest.name} is already used by "
+            raise SettingError(variable, entry, f"guest name {guest.name} is already used by "
                                f"{names[guest.name]} (set ;guestname=NAME)")
         names[guest.name] = entry
         guests.append(guest)
@@ -152,13 +153,19 @@ def setup_host(d: Any) -> None:
         guests = host_guests(d)
     except XenguestError as e:
         bb.fatal(f"{d.getVar('PN')}: {e}")
+    depend_on_guests(d, guests, "do_rootfs")
+
+
+def depend_on_guests(d: Any, guests: List[HostGuest], task: str) -> None:
+    """Make *task* depend on what makes the *guests*' images, and their files part of
+    its signature; remote images go into SRC_URI, fetched by do_fetch."""
     for guest in guests:
         if guest.depends:
-            d.appendVarFlag("do_rootfs", "depends", f" {guest.depends}")
+            d.appendVarFlag(task, "depends", f" {guest.depends}")
         if guest.mcdepends:
-            d.appendVarFlag("do_rootfs", "mcdepends", f" {guest.mcdepends}")
+            d.appendVarFlag(task, "mcdepends", f" {guest.mcdepends}")
         if guest.checksums:
-            d.appendVarFlag("do_rootfs", "file-checksums", " " + " ".join(guest.checksums))
+            d.appendVarFlag(task, "file-checksums", " " + " ".join(guest.checksums))
         if guest.url:
             d.appendVar("SRC_URI", f" {guest.url}")
             d.delVarFlag("do_fetch", "noexec")

@@ -5,9 +5,8 @@ settings and set the task flags; :func:`build_image` (do_image_xenguest) calls
 the library in-process.  BitBake's ``bb`` is imported inside the functions.
 """
 
-import contextlib
 import os
-from typing import Any, Iterator, List, Optional
+from typing import Any, List
 
 from .. import operations
 from ..errors import XenguestError
@@ -22,7 +21,7 @@ from .plan import (  # noqa: F401
     plan_image,
     rootfs_typedep,
 )
-from .settings import setting
+from .settings import build_time, setting
 from .sign import SIGN_KEY, setup_signing, sign_output
 
 IMAGE_TASK = "do_image_xenguest"
@@ -70,6 +69,9 @@ def setup_image_task(d: Any) -> None:
         bb.build.addtask(IMAGE_TASK, "do_image_complete", "do_image_tar", d)
     for dep in plan.depends:
         d.appendVarFlag(IMAGE_TASK, "depends", f" {dep}")
+    for tool in plan.native_tools():
+        d.appendVar("DEPENDS", f" {tool}")
+        d.appendVarFlag(IMAGE_TASK, "depends", f" {tool}:do_populate_sysroot")
     checksums = [c for s in plan.sources for c in s.checksums] + library_checksums()
     try:
         checksums += setup_signing(d, IMAGE_TASK)
@@ -79,20 +81,6 @@ def setup_image_task(d: Any) -> None:
     d.appendVarFlag(IMAGE_TASK, "vardeps", " " + " ".join(signature_variables(d)))
     if d.getVar("write_image_output_manifest", False):
         d.appendVarFlag(IMAGE_TASK, "postfuncs", " write_image_output_manifest")
-
-
-@contextlib.contextmanager
-def _environment(name: str, value: Optional[str]) -> Iterator[None]:
-    old = os.environ.get(name)
-    if value:
-        os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
 
 
 def _blame(error: XenguestError, plan: ImagePlan) -> str:
@@ -124,11 +112,15 @@ def build_image(d: Any) -> str:
     def progress(done: int, total: int) -> None:
         handler.update(done * 100 // total if total else 100)
 
-    with _environment("SOURCE_DATE_EPOCH", setting(d, "SOURCE_DATE_EPOCH")):
+    with build_time(d):
         try:
-            operations.create(output, [edit for _, edit in plan.edits], progress)
+            operations.create(output, [edit for _, edit in plan.edits], progress,
+                              prebuilt_disk=plan.prebuilt)
         except XenguestError as e:
             bb.fatal(f"{os.path.basename(output)}: {_blame(e, plan)}")
+    if plan.prebuilt:
+        bb.note("xenguest:   with its disk prebuilt, disk/disk.img.zst  "
+                "(XENGUEST_IMAGE_DISK_PREBUILT)")
     bb.note(f"xenguest: wrote {output} ({os.path.getsize(output)} bytes)")
     try:
         signed = sign_output(d, output)

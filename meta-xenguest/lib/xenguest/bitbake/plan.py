@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..disk.build import disk_commands
 from ..disk.config import DiskConfig, Partition, check_device, parse_size
 from ..errors import XenguestError
 from ..format import identity, layout, netparams
@@ -38,6 +39,11 @@ PAYLOADS: Tuple[Tuple[str, str], ...] = (
     ("XENGUEST_IMAGE_DTB", "--xen-device-tree"),
     ("XENGUEST_IMAGE_RAMDISK", "--xen-ramdisk"),
 )
+#: The -native recipe providing each program that builds a disk at build time.
+NATIVE_PROVIDERS = {"sfdisk": "util-linux-native", "mkswap": "util-linux-native",
+                    "mke2fs": "e2fsprogs-native", "debugfs": "e2fsprogs-native",
+                    "mkfs.vfat": "dosfstools-native", "mcopy": "mtools-native",
+                    "mmd": "mtools-native", "zstd": "zstd-native"}
 INIT_STAGES: Tuple[Tuple[str, str], ...] = (
     ("XENGUEST_IMAGE_INIT_PRE", "--init-pre"),
     ("XENGUEST_IMAGE_INIT", "--init-script"),
@@ -51,6 +57,15 @@ class ImagePlan:
     sources: List[Source] = field(default_factory=list)
     depends: List[str] = field(default_factory=list)
     rootfs: Optional[str] = None  # content name of the rootfs tarball, if used
+    disk: DiskConfig = field(default_factory=DiskConfig)
+    prebuilt: bool = False  # the task builds the disk and stores it in the image
+
+    def native_tools(self) -> List[str]:
+        """The -native recipes whose programs build the prebuilt disk (none without one)."""
+        if not self.prebuilt:
+            return []
+        programs = disk_commands(self.disk) | {"zstd"}
+        return sorted({NATIVE_PROVIDERS[p] for p in programs})
 
     def add(self, variable: str, option: str, value: Optional[str]) -> None:
         self.edits.append((variable, (option, value)))
@@ -281,6 +296,11 @@ def _disk(d: Any, plan: ImagePlan) -> None:
         plan.add(source.variable, "--disk-add-file", f"{source.path}:{name}")
     for number in sorted(config.partitions):
         plan.add(variable, "--disk-add-part", entries[number])
+    plan.disk = config
+    plan.prebuilt = choice(d, "XENGUEST_IMAGE_DISK_PREBUILT", ("0", "1")) == "1"
+    if plan.prebuilt and not size:
+        raise SettingError("XENGUEST_IMAGE_DISK_PREBUILT", "1", "the guest has no disk to "
+                           "build (XENGUEST_IMAGE_DISK_SIZE is 0)")
 
 
 def plan_image(d: Any, check_files: bool = True) -> ImagePlan:

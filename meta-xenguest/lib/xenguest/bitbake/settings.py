@@ -5,9 +5,10 @@ BitBake's ``bb`` is imported inside the functions that need it, so that this
 module can be imported (and shipped with the library) without BitBake.
 """
 
+import contextlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 from ..digits import whole_number
 from ..errors import XenguestError
@@ -123,3 +124,20 @@ def choice(d: Any, variable: str, choices: Tuple[str, ...], empty: bool = False)
         none = " or nothing" if empty else ""
         raise SettingError(variable, value, f"expected one of {', '.join(choices)}{none}")
     return value
+
+
+@contextlib.contextmanager
+def build_time(d: Any) -> Iterator[None]:
+    """Within the block, the environment's SOURCE_DATE_EPOCH is the build's (the
+    library reads the time it writes from there)."""
+    value = setting(d, "SOURCE_DATE_EPOCH")
+    old = os.environ.get("SOURCE_DATE_EPOCH")
+    if value:
+        os.environ["SOURCE_DATE_EPOCH"] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SOURCE_DATE_EPOCH", None)
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = old

@@ -103,6 +103,36 @@ class Create(EditCommand):
         return 0
 
 
+class Import(Command):
+    name = "import"
+    helpmsg = "make an image of an existing xl configuration and the files it names"
+    description = (
+        "Create XENGUEST (as create does) from the xl configuration file XLCFG of a\n"
+        "guest not built with this project.  guest.cfg is XLCFG as written, but the\n"
+        "files that kernel, ramdisk and device_tree name are stored in files/, and the\n"
+        "one disk (a raw image file: a whole disk, or one filesystem such as an ext4\n"
+        "file) becomes the prebuilt disk, compressed with zstd: DISK_SIZE is its size\n"
+        "(padded to a whole MiB), its partitions described when disk.cfg can say what\n"
+        "its msdos table holds.  The host writes the disk as it is, so root= stays\n"
+        "right.  Relative paths are relative to XLCFG's folder; every other key (vif,\n"
+        "name, memory, ...) stays as written.  Then the options are applied in order."
+    )
+
+    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("config", metavar="XLCFG", help="the guest's xl configuration")
+        parser.add_argument("image", metavar="XENGUEST",
+                            help="the image to create: an empty folder or a file name")
+        add_edit_options(parser)
+        parser.epilog = EDIT_EPILOG
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ..operations.importer import import_guest
+
+        for note in import_guest(args.config, args.image, args.edits):
+            print(f"{args.image}: {note}")
+        return 0
+
+
 class Update(EditCommand):
     name = "update"
     helpmsg = "modify an image"
@@ -301,6 +331,36 @@ class ExtractDiskFile(Command):
         return 0
 
 
+class RenderDisk(Command):
+    name = "render-disk"
+    helpmsg = "write the guest disk the image describes into a raw disk file"
+    description = (
+        "Write the disk that disk.cfg describes as the sparse raw disk file DISK:\n"
+        "an msdos partition table (1 MiB alignment), each partition formatted and filled\n"
+        "from its content, with this machine's tools (sfdisk, mke2fs and debugfs,\n"
+        "mkfs.vfat and mtools, mkswap; no root, no mounts) -- the very code\n"
+        "xenguest-manager builds guest disks with.  An image with a prebuilt disk gets\n"
+        "that disk written.  DISK ending in .zst is written zstd-compressed, its size\n"
+        "in the header: what --disk-add-prebuilt takes.  The same image and\n"
+        "SOURCE_DATE_EPOCH (default 1980-01-01) give the same bytes: identifiers are\n"
+        "derived from the description and content, times are SOURCE_DATE_EPOCH.\n"
+        "DISK is replaced atomically; on failure it is left as it was."
+    )
+
+    def setup_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("image", metavar="XENGUEST")
+        parser.add_argument("output", metavar="DISK", help="the disk file to write")
+        parser.add_argument("--ignore-prebuilt", action="store_true",
+                            help="build the disk from its partitions even when the image "
+                                 "has a prebuilt disk")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from ..operations.render import render_disk
+
+        render_disk(args.image, args.output, ignore_prebuilt=args.ignore_prebuilt)
+        return 0
+
+
 class Dump(Command):
     """A read-only operation: open the image, print text or (--json) data."""
 
@@ -408,8 +468,8 @@ DUMPS: List[Command] = [
 
 
 COMMANDS: List[Command] = [
-    Create(), Update(), Partial(), Check(), Sign(), Verify(), Pack(), Extract(), ExtractConfig(),
-    ExtractDiskFile(), *DUMPS, Help(),
+    Create(), Import(), Update(), Partial(), Check(), Sign(), Verify(), Pack(), Extract(), ExtractConfig(),
+    ExtractDiskFile(), RenderDisk(), *DUMPS, Help(),
 ]
 
 

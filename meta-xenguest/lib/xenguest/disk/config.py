@@ -4,7 +4,14 @@
 (``"SIZE:FS:CONTENT"``) and ``DISK_KEEP`` (the numbers of the partitions whose data
 survives an update of the guest, separated by spaces: a key of its own, because
 the earlier tool and this project's earlier versions read exactly three fields in
-``DISK_PART<N>``); other keys are kept untouched.
+``DISK_PART<N>``); other keys are kept untouched.  A prebuilt disk — the
+whole disk, already built from that description — is named by
+``DISK_PREBUILT`` (a file in ``disk/``: ``.img``, or ``.img.zst`` whose zstd
+header records its size) with ``DISK_PREBUILT_FROM``, the
+:func:`~xenguest.disk.identity.description_digest` of the description and content
+it was built from; tools that know neither key ignore them and build the disk.
+An update writes a prebuilt disk's bytes everywhere except over the partitions
+it keeps (see :mod:`xenguest.disk.build`).
 
 Units (the earlier tool's convention, which images in the field rely on):
 M = MiB (1048576 bytes); G = 1000 MiB; a bare number = G.  So ``4``, ``4G`` and
@@ -44,6 +51,11 @@ _PART_KEY_RE = re.compile(r"DISK_PART([0-9]+)")
 KEEP_KEY = "DISK_KEEP"
 #: The suffix of a kept partition in ``--disk-add-part``.
 KEEP_FLAG = "keep"
+PREBUILT_KEY = "DISK_PREBUILT"
+PREBUILT_FROM_KEY = "DISK_PREBUILT_FROM"
+#: Name endings of a prebuilt disk: raw, or zstd (its header records the size).
+PREBUILT_SUFFIXES: Tuple[str, ...] = (".img", ".img.zst")
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _DEVICE_FORBIDDEN = frozenset("'\"$`;&|<>()")
 _SIZE_HELP = "expected a whole number with an optional M or G suffix (M = MiB, G = 1000 MiB)"
 
@@ -117,6 +129,24 @@ def check_content_name(name: str) -> str:
         )
     _content_suffix(name)
     return name
+
+
+def check_prebuilt_name(name: str) -> str:
+    """Return *name* if it can name a prebuilt disk in ``disk/``, else raise DiskConfigError."""
+    check_content_name(name)
+    if _content_suffix(name) not in PREBUILT_SUFFIXES:
+        raise DiskConfigError(
+            f"invalid prebuilt disk {name!r}: the name must end in .img (raw) or .img.zst "
+            "(zstd, which records the disk's size)")
+    return name
+
+
+def check_description_digest(text: str) -> str:
+    """Return *text* if it is a ``sha256:<64 hex digits>`` digest, else raise."""
+    if not _DIGEST_RE.fullmatch(text):
+        raise DiskConfigError(f"invalid digest {text!r}: expected sha256: and 64 lowercase "
+                              "hex digits")
+    return text
 
 
 def check_device(text: str) -> str:
@@ -207,11 +237,15 @@ class Partition:
 
 @dataclass
 class DiskConfig:
-    """The disk of a guest: size in MiB (0 = no disk), host device, partitions by number."""
+    """The disk of a guest: size in MiB (0 = no disk), host device, partitions by number,
+    and the prebuilt disk (a ``disk/`` file name, "" for none) with the description
+    digest it was built from."""
 
     size_mib: int = 0
     device: str = ""
     partitions: Dict[int, Partition] = field(default_factory=dict)
+    prebuilt: str = ""
+    prebuilt_from: str = ""
 
     @classmethod
     def from_vars(cls, vars: ShellVarFile) -> "DiskConfig":
@@ -234,6 +268,15 @@ class DiskConfig:
             if number not in result.partitions:
                 raise DiskConfigError(f"{SOURCE}: {KEEP_KEY}: partition {number} is not defined")
             result.partitions[number].keep = True
+        result.prebuilt = _in_key(PREBUILT_KEY, _optional, check_prebuilt_name,
+                                  vars.get(PREBUILT_KEY))
+        result.prebuilt_from = _in_key(PREBUILT_FROM_KEY, _optional, check_description_digest,
+                                       vars.get(PREBUILT_FROM_KEY))
+        if bool(result.prebuilt) != bool(result.prebuilt_from):
+            given, missing = ((PREBUILT_KEY, PREBUILT_FROM_KEY) if result.prebuilt
+                              else (PREBUILT_FROM_KEY, PREBUILT_KEY))
+            raise DiskConfigError(f"{SOURCE}: {given} is set but {missing} is not: "
+                                  "a prebuilt disk needs both")
         return result
 
     def to_vars(self, vars: ShellVarFile) -> None:
@@ -266,6 +309,14 @@ class DiskConfig:
             vars.remove(KEEP_KEY)
         elif kept and (old_keep is None or _kept_or_none(old_keep) != kept):
             vars.set(KEEP_KEY, " ".join(str(n) for n in kept))
+        if self.prebuilt:
+            check_prebuilt_name(self.prebuilt)
+            check_description_digest(self.prebuilt_from)
+        for key, value in ((PREBUILT_KEY, self.prebuilt), (PREBUILT_FROM_KEY, self.prebuilt_from)):
+            if value and vars.get(key) != value:
+                vars.set(key, value)
+            elif not value and vars.get(key) is not None:
+                vars.remove(key)
 
     def problems(self, disk_files: Optional[Collection[str]]) -> List[Problem]:
         """Check the description against itself and the files in ``disk/``.
@@ -284,6 +335,14 @@ class DiskConfig:
                 f"the partitions need {total}M but DISK_SIZE is {self.size_mib}M",
             ))
         users: Dict[str, str] = {}
+        if self.prebuilt:
+            users[self.prebuilt] = PREBUILT_KEY
+            if self.size_mib == 0:
+                found.append(error(f"{SOURCE}: {PREBUILT_KEY}",
+                                   "a prebuilt disk, but DISK_SIZE is 0 (no disk)"))
+            if disk_files is not None and self.prebuilt not in disk_files:
+                found.append(error(f"{SOURCE}: {PREBUILT_KEY}",
+                                   f"{self.prebuilt} is not in disk/"))
         for part in parts:
             found.extend(self._partition_problems(part, disk_files, users))
         if disk_files is not None:
@@ -327,7 +386,16 @@ class DiskConfig:
             "size": format_size(self.size_mib),
             "device": self.device,
             "partitions": [self.partitions[n].as_dict() for n in sorted(self.partitions)],
+            "prebuilt": self.prebuilt,
+            "prebuilt_from": self.prebuilt_from,
         }
+
+
+def disk_bytes(disk: DiskConfig) -> int:
+    """The size of the disk *disk* describes, in bytes: DISK_SIZE, or more when the
+    partitions and the 1 MiB in front of them need more."""
+    needed = 1 + sum(p.size_mib for p in disk.partitions.values())
+    return max(disk.size_mib, needed) << 20
 
 
 def _in_key_prefix(prefix: str, func: Callable[..., T], *args: Any) -> T:
@@ -352,6 +420,11 @@ def _check_partition(number: int, part: Partition) -> None:
     parsed = _in_key_prefix(f"partition {number}", Partition.parse, number, part.spec())
     if replace(parsed, keep=part.keep) != part:
         raise DiskConfigError(f"partition {number}: invalid filesystem {part.fs!r}")
+
+
+def _optional(check: Callable[[str], str], value: Optional[str]) -> str:
+    """*value* checked by *check*, or "" when it is absent or empty."""
+    return check(value) if value else ""
 
 
 def _size_or_none(text: str) -> Optional[int]:

@@ -71,8 +71,10 @@ def _mtime(member: tarfile.TarInfo) -> int:
 class ExtPopulator:
     """Writes tar members into an ext2/3/4 filesystem at *offset* of *target*."""
 
-    def __init__(self, host: Host, target: str, offset: int, scratch: str) -> None:
+    def __init__(self, host: Host, target: str, offset: int, scratch: str,
+                 env: Optional[Dict[str, str]] = None) -> None:
         self.host = host
+        self.env = env or {}
         self.device = f"{target}?offset={offset}"
         self.scratch = os.path.abspath(scratch)
         # mke2fs made the root folder and lost+found (a tar of a filesystem holds it too)
@@ -215,7 +217,8 @@ class ExtPopulator:
         script = os.path.join(self.scratch, "commands")
         with open(script, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write("\n".join(self.commands) + "\n")
-        result = self.host.run("debugfs", ["-w", "-f", script, self.device], check=False)
+        result = self.host.run("debugfs", ["-w", "-f", script, self.device], check=False,
+                               env=self.env)
         errors = [line for line in result.stderr.splitlines()
                   if line.strip() and not _BANNER.match(line)]
         if result.returncode != 0 or errors:
@@ -232,14 +235,16 @@ class ExtPopulator:
 class VfatPopulator:
     """Writes tar members into a FAT filesystem at *offset* of *target* with mtools."""
 
-    def __init__(self, host: Host, target: str, offset: int) -> None:
+    def __init__(self, host: Host, target: str, offset: int,
+                 env: Optional[Dict[str, str]] = None) -> None:
         self.host = host
+        self.env = env or {}
         self.spec = f"{target}@@{offset}"
         self.dirs: Set[str] = {"/"}
         self.files: Set[str] = set()
 
     def _env(self, mtime: int) -> Dict[str, str]:
-        return {"MTOOLS_SKIP_CHECK": "1", "SOURCE_DATE_EPOCH": str(mtime)}
+        return dict(self.env, MTOOLS_SKIP_CHECK="1", SOURCE_DATE_EPOCH=str(mtime))
 
     def _ensure_dir(self, path: str, mtime: int) -> None:
         if path in self.dirs:

@@ -244,6 +244,11 @@ class Image:
         except KeyError:
             raise ImageError(f"{self.path}: no {name} in the image") from None
 
+    def unchanged(self, name: str) -> bool:
+        """Whether file *name* is as the image held it when opened (neither added nor
+        replaced since)."""
+        return name in self._base and self._base[name] == self._entries.get(name)
+
     def size(self) -> int:
         """Total size of the files in the image."""
         return sum(e.size for e in self._entries.values())

@@ -55,11 +55,6 @@ class Allocation:
     zeroed: bool
 
 
-def xl_disk_spec(target: str) -> str:
-    """The xl disk specification of a raw disk at *target* (``target=`` must be last)."""
-    return f"format=raw, vdev=xvda, access=rw, target={target}"
-
-
 class DiskBackend(abc.ABC):
     """Allocates and frees guest disks."""
 

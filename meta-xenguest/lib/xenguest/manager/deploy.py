@@ -12,10 +12,9 @@ library (archives, checks, signatures); list, status, start and stop do not.
 import datetime
 import logging
 import os
-from functools import partial
-from typing import BinaryIO, ContextManager, Optional
+from typing import Optional
 
-from ..disk.build import DiskPlan, Provisioner, plan_disk
+from ..disk.build import DiskPlan, plan_disk
 from ..errors import XenguestError
 from ..format import layout, signing
 from ..format.image import Image
@@ -24,6 +23,7 @@ from ..fsutil import require_path
 from ..operations import open_image
 from ..operations.checks import check_image
 from ..operations.editor import GuestEditor
+from ..operations.render import write_disk
 from ..problems import ERROR, WARNING
 from . import ManagerError, step
 from .backends import DiskBackend
@@ -141,9 +141,8 @@ class Deployer:
                     self.state.save(staging, record)
                 current = "provision the disk"
                 with step(current):
-                    content = partial(_open_disk_file, image)
-                    Provisioner(self.host, content, staging, allocation.zeroed).provision(
-                        plan, allocation.path)
+                    write_disk(image, editor.disk, plan, allocation.path, self.host, staging,
+                               allocation.zeroed)
             current = "install the guest"
             os.rename(staging, self.state.guest_dir(name))
         except BaseException as error:
@@ -203,7 +202,3 @@ def name_for_image(image_path: str, stem: str, editor: Optional[GuestEditor] = N
     raise ManagerError(f"{image_path}: {stem!r} is not a valid guest name and the image "
                        "names no guest: give a NAME")
 
-
-def _open_disk_file(image: Image, name: str) -> "ContextManager[BinaryIO]":
-    """The partition content file NAME of the image (``disk/NAME``), as stored."""
-    return image.open_member(f"{layout.DISK}/{name}")

@@ -1,18 +1,12 @@
 """What a guest is started with: its parameters and its final xl configuration.
 
-The xl configuration is guest.cfg followed by the guest.d/ fragments in sorted
-order (merged with the library's xl parser, as xl would read them), then:
-
-* ``name`` is the guest name;
-* ``disk`` is the provisioned disk, when the guest has one (it replaces any
-  ``disk`` of the image; without a provisioned disk the image's own is kept);
-* the network follows ``XENGUEST_NETWORK_TYPE`` in params.cfg: ``bridge`` and
-  ``nat`` set ``vif`` to the one interface :mod:`.guestnet` describes (on the
-  guest bridge or the NAT bridge, with the guest's stable MAC address);
-  ``none`` — or no such parameter — adds nothing (the image's own ``vif``, if
-  any, is kept);
-* every string value starting with ``files/`` becomes the absolute path of
-  that file in the guest folder.
+The xl configuration is the image's, made final by
+:mod:`xenguest.xl.final`: ``name`` the guest name, ``disk`` the
+provisioned disk, ``files/`` paths the files in the guest folder, and the
+network following ``XENGUEST_NETWORK_TYPE`` in params.cfg: ``bridge`` and
+``nat`` set ``vif`` to the one interface :mod:`.guestnet` describes (on the
+guest bridge or the NAT bridge, with the guest's stable MAC address); ``none``
+— or no such parameter — adds nothing (the image's own ``vif``, if any, is kept).
 """
 
 import os
@@ -24,11 +18,10 @@ from ..format import layout
 from ..format.netparams import FORWARD_PARAM, TYPE_PARAM, PortForward, check_network
 from ..shellvars import ShellVarFile, is_reserved
 from ..xl import config as xlcfg
+from ..xl.final import final_values, render_config
 from . import ManagerError
-from .backends import xl_disk_spec
 
 AUTOBOOT_PARAM = "GUEST_AUTOBOOT"
-FILES_PREFIX = "files/"
 
 
 @dataclass
@@ -94,29 +87,14 @@ def read_disk_file(guest_dir: str) -> ShellVarFile:
     return ShellVarFile.parse(_read_text(guest_dir, layout.DISK_CFG), layout.DISK_CFG)
 
 
-def _absolute_files(value: xlcfg.Value, guest_dir: str) -> xlcfg.Value:
-    if isinstance(value, str) and value.startswith(FILES_PREFIX):
-        return os.path.join(guest_dir, *value.split("/"))
-    if isinstance(value, list):
-        return [_absolute_files(item, guest_dir) for item in value]
-    return value
-
-
 def build_config(documents: List[xlcfg.XlConfig], name: str, guest_dir: str,
                  disk_target: Optional[str], vif: Optional[str]) -> str:
     """The text of the xl configuration guest *name* is started with; *vif* is its
     one network interface (None: the image's own ``vif``, if any)."""
-    merged = xlcfg.merge(documents)
-    values = {key: _absolute_files(value, guest_dir) for key, value in merged.items()}
-    values["name"] = name
-    if disk_target:
-        values["disk"] = [xl_disk_spec(disk_target)]
-    if vif is not None:
-        values["vif"] = [vif]
-    config = xlcfg.XlConfig.empty("xl.cfg")
-    for key, value in values.items():
-        config.set(key, value)
+    values = final_values(documents, name, lambda path: os.path.join(guest_dir, *path.split("/")),
+                          disk_target, vif)
     sources = ", ".join(doc.source for doc in documents)
-    return (f"# xl configuration of guest {name}, written by xenguest-manager at each start\n"
-            f"# from {sources or 'nothing'}; init.pre scripts may append to it.\n"
-            + config.render())
+    return render_config(values, "xl.cfg",
+                         f"# xl configuration of guest {name}, written by xenguest-manager at "
+                         f"each start\n# from {sources or 'nothing'}; init.pre scripts may "
+                         "append to it.\n")

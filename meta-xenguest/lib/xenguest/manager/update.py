@@ -16,10 +16,9 @@ keeps its name, its network addresses and its creation time.
 
 import logging
 import os
-from functools import partial
 from typing import Optional
 
-from ..disk.build import Provisioner, plan_disk
+from ..disk.build import plan_disk
 from ..disk.config import DiskConfig
 from ..disk.keep import KeptLayout, compare
 from ..format import layout
@@ -29,9 +28,10 @@ from ..fsutil import require_path
 from ..operations import open_image
 from ..operations.checks import update_refusals
 from ..operations.editor import GuestEditor
+from ..operations.render import write_disk
 from . import ManagerError, step
 from .backends import LvmBackend
-from .deploy import Deployer, _open_disk_file, refuse_invalid
+from .deploy import Deployer, refuse_invalid
 from .guestcfg import read_disk_file, read_params, read_params_file
 from .initscripts import MANAGER_VARS
 from .state import GuestRecord, check_guest_name
@@ -91,9 +91,8 @@ class Updater(Deployer):
 
                 def install(disk: str, zeroed: bool) -> None:
                     assert plan is not None
-                    scratch = self.state.switch_dir(name)
-                    Provisioner(self.host, partial(_open_disk_file, image), scratch,
-                                zeroed).provision(plan, disk, keep=kept.numbers)
+                    write_disk(image, editor.disk, plan, disk, self.host,
+                               self.state.switch_dir(name), zeroed, keep=kept.numbers)
 
                 log.info("updating guest %s from %s to %s", name, old_identity.describe(),
                          new_identity.describe())

@@ -7,40 +7,43 @@ in the submodules:
 
 * :mod:`.options` — the option table: every edit, named like its option;
 * :mod:`.editor` — the edits, applied to an image model in memory;
-* :mod:`.checks` — everything that makes an image valid, as problems.
+* :mod:`.checks` — everything that makes an image valid, as problems;
+* :mod:`.diskdesc` — the disk an image describes, identified by its digests;
+* :mod:`.render` — writing that disk (``render-disk``, prebuilt disks, the
+  host manager): it runs programs, so it is loaded only by those who write disks.
 
 Imports: the foundations, xl, format, disk.
 """
 
 import os
 import stat
+import tempfile
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
-from ..errors import ImageError, XenguestError
+from ..errors import ImageError
 from ..format import identity, layout
 from ..format.image import DIRECTORY, FILE, Image
 from ..format.streams import Progress
 from ..fsutil import require_path, rmdir_quietly
-from ..problems import ERROR, Problem
+from ..problems import Problem
 from ..xl import config as xlcfg
-from .checks import check_image, check_update_of, verify_content
+from .checks import (check_image, check_update_of, open_image, refuse_errors, require_image,
+                     verify_content)
 from .editor import PAYLOAD_KEYS, GuestEditor
 from .options import Edit, apply_edits
 
 
-def _refuse_errors(problems: Iterable[Problem], before: Iterable[Problem] = ()) -> None:
-    """Raise for the errors in *problems* that were not already in *before*."""
-    old = set(before)
-    new = [p for p in problems if p.severity == ERROR and p not in old]
-    if new:
-        more = f" (and {len(new) - 1} more error(s): see 'check')" if len(new) > 1 else ""
-        raise XenguestError(f"{new[0].location}: {new[0].message}{more}")
-
-
-def create(path: str, edits: Iterable[Edit] = (), progress: Optional[Progress] = None) -> None:
+def create(path: str, edits: Iterable[Edit] = (), progress: Optional[Progress] = None,
+           prebuilt_disk: bool = False,
+           prepare: Optional[Callable[[GuestEditor], None]] = None) -> None:
     """Create an image at *path*: a directory image in an existing empty folder,
-    else a file image (an existing file is replaced, atomically)."""
+    else a file image (an existing file is replaced, atomically).
+
+    *prepare* edits the fresh image before *edits* are applied (``import``).
+    *prebuilt_disk* also builds the disk the image describes and stores it as its
+    prebuilt disk (see :func:`.render.add_prebuilt_disk`), with the host's tools.
+    """
     if os.path.isdir(require_path(path, "image")):
         kind = DIRECTORY
     else:
@@ -57,10 +60,22 @@ def create(path: str, edits: Iterable[Edit] = (), progress: Optional[Progress] =
             )
         editor = GuestEditor(image)
         editor.reset_guest()
+        if prepare is not None:
+            prepare(editor)
         apply_edits(editor, edits)
         editor.flush()
-        _refuse_errors(check_image(image))
-        image.commit(progress)
+        refuse_errors(check_image(image))
+        if not prebuilt_disk:
+            image.commit(progress)
+            return
+        from .render import add_prebuilt_disk
+
+        parent = os.path.dirname(os.path.abspath(path))
+        with tempfile.TemporaryDirectory(prefix=".xenguest-disk-", dir=parent) as work:
+            add_prebuilt_disk(editor, work)
+            editor.flush()
+            refuse_errors(check_image(image))
+            image.commit(progress)
 
 
 def update(path: str, edits: Iterable[Edit], progress: Optional[Progress] = None,
@@ -81,37 +96,17 @@ def update(path: str, edits: Iterable[Edit], progress: Optional[Progress] = None
             if partial and image.kind != DIRECTORY:
                 raise ImageError(f"{path}: partial works on directory images only")
             if not partial:
-                _require_image(image)
+                require_image(image)
             before = check_image(image, complete=not partial)
             editor = GuestEditor(image)
             apply_edits(editor, edits)
             editor.flush()
-            _refuse_errors(check_image(image, complete=not partial), before)
+            refuse_errors(check_image(image, complete=not partial), before)
             return image.commit(progress, complete=not partial)
     except BaseException:
         if made:
             rmdir_quietly(path)
         raise
-
-
-def _require_image(image: Image) -> None:
-    if not any(image.exists(n) for n in layout.MANDATORY):
-        raise ImageError(f"{image.path}: not a xenguest image (no guest.cfg, params.cfg or disk.cfg)")
-    for name in layout.MANDATORY:
-        if not image.exists(name):
-            raise ImageError(f"{image.path}: damaged xenguest image: {name} is missing")
-
-
-def open_image(path: str, write: bool = False, allow_trailing: bool = False) -> Image:
-    """Open an existing, complete image for reading, or with *write* for
-    committing changes (close it after use); *allow_trailing*: see :meth:`Image.open`."""
-    image = Image.open(path, write, allow_trailing)
-    try:
-        _require_image(image)
-    except XenguestError:
-        image.close()
-        raise
-    return image
 
 
 def check(path: str, verify: bool = False, update_of: Optional[str] = None) -> List[Problem]:
@@ -147,7 +142,7 @@ def pack(source: str, dest: str, progress: Optional[Progress] = None) -> None:
     if os.path.isdir(dest):
         raise ImageError(f"{dest}: is a folder: pack writes a file image")
     with open_image(source, write=same, allow_trailing=True) as image:
-        _refuse_errors(check_image(image))
+        refuse_errors(check_image(image))
         image.write_file(dest, progress, replace=same)
 
 

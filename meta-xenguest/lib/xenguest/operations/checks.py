@@ -9,16 +9,18 @@ digest and checks that each signature is over the current manifest.
 """
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-from ..disk.config import DiskConfig
-from ..errors import XenguestError
+from ..disk.config import PREBUILT_KEY, DiskConfig, disk_bytes
+from ..disk.prebuilt import ZSTD_HEADER_MAX, zstd_content_size
+from ..errors import ImageError, XenguestError
 from ..format import dircommit, identity, layout, manifest, manifest_check, netparams, signing
 from ..format.image import Image
-from ..problems import Problem, error, note, warning
+from ..problems import ERROR, Problem, error, note, warning
 from ..shellvars import ShellVarFile, is_reserved
 from ..xl import config as xlcfg
 from ..xl import keys as xlkeys
+from .diskdesc import image_description
 from .editor import PAYLOAD_KEYS, strings_in
 
 #: xl keys whose value must be a positive whole number.
@@ -35,6 +37,36 @@ def check_image(image: Image, complete: bool = True) -> List[Problem]:
     problems += _check_init_scripts(image)
     problems += _check_manifest(image)
     return problems
+
+
+def refuse_errors(problems: Iterable[Problem], before: Iterable[Problem] = ()) -> None:
+    """Raise for the errors in *problems* that were not already in *before*."""
+    old = set(before)
+    new = [p for p in problems if p.severity == ERROR and p not in old]
+    if new:
+        more = f" (and {len(new) - 1} more error(s): see 'check')" if len(new) > 1 else ""
+        raise XenguestError(f"{new[0].location}: {new[0].message}{more}")
+
+
+def require_image(image: Image) -> None:
+    """Refuse what is no xenguest image, or lacks one of its mandatory files."""
+    if not any(image.exists(n) for n in layout.MANDATORY):
+        raise ImageError(f"{image.path}: not a xenguest image (no guest.cfg, params.cfg or disk.cfg)")
+    for name in layout.MANDATORY:
+        if not image.exists(name):
+            raise ImageError(f"{image.path}: damaged xenguest image: {name} is missing")
+
+
+def open_image(path: str, write: bool = False, allow_trailing: bool = False) -> Image:
+    """Open an existing, complete image for reading, or with *write* for
+    committing changes (close it after use); *allow_trailing*: see :meth:`Image.open`."""
+    image = Image.open(path, write, allow_trailing)
+    try:
+        require_image(image)
+    except XenguestError:
+        image.close()
+        raise
+    return image
 
 
 def _findings(findings: List[manifest.Finding], severity: Callable[[str, str], Problem]
@@ -226,6 +258,8 @@ def _check_disk(image: Image, complete: bool) -> List[Problem]:
     if _guarded(layout.DISK_CFG, problems, load):
         disk_files = [n[len(layout.DISK) + 1:] for n in image.files_in(layout.DISK)]
         problems += disk[0].problems(disk_files if complete else None)
+        if disk[0].prebuilt and image.exists(f"{layout.DISK}/{disk[0].prebuilt}"):
+            problems += _check_prebuilt(image, disk[0])
         for part in disk[0].partitions.values():
             member = f"{layout.DISK}/{part.content}"
             if part.content.endswith(".img") and image.exists(member):
@@ -236,6 +270,37 @@ def _check_disk(image: Image, complete: bool) -> List[Problem]:
                         f"{part.content} holds {size} bytes, more than the partition's "
                         f"{part.size_mib}M",
                     ))
+    return problems
+
+
+def _check_prebuilt(image: Image, disk: DiskConfig) -> List[Problem]:
+    """The prebuilt disk has the described disk's size and was built from the
+    description and content the image holds now."""
+    where = f"{layout.DISK_CFG}: {PREBUILT_KEY}"
+    member = f"{layout.DISK}/{disk.prebuilt}"
+    problems: List[Problem] = []
+    expected = disk_bytes(disk)
+    size: Optional[int] = image.entry(member).size
+    if disk.prebuilt.endswith(".zst"):
+        size = None
+        if not image.pinned:  # a pinned image reads only whole, verified members:
+            try:              # its size is checked while it is written
+                with image.open_member(member) as f:
+                    size = zstd_content_size(f.read(ZSTD_HEADER_MAX))
+            except XenguestError as e:
+                return [error(where, f"{disk.prebuilt}: {e.message}")]
+            if size is None:
+                problems.append(warning(where, f"{disk.prebuilt}: its zstd header does not "
+                                               "record its size: it is checked only when "
+                                               "the disk is written"))
+    if size is not None and size != expected:
+        problems.append(error(where, f"{disk.prebuilt} holds a disk of {size} bytes, the "
+                                     f"description one of {expected}"))
+    if image_description(image, disk) != disk.prebuilt_from:
+        problems.append(error(where, f"{disk.prebuilt} was built from another description "
+                                     "or content than the image holds: build it again "
+                                     "('render-disk --ignore-prebuilt') or remove it "
+                                     "(--disk-rm-prebuilt)"))
     return problems
 
 

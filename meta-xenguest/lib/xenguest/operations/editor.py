@@ -15,7 +15,7 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 from ..digits import whole_number
-from ..disk.config import DiskConfig, Partition, check_device, parse_size
+from ..disk.config import DiskConfig, Partition, check_device, check_prebuilt_name, parse_size
 from ..errors import XenguestError
 from ..format import identity, layout
 from ..format.image import Image
@@ -263,6 +263,11 @@ class GuestEditor:
         for name, text in layout.default_members():
             self.image.write_text(name, text)
 
+    def replace_guest_cfg(self, document: xlcfg.XlConfig) -> None:
+        """guest.cfg becomes *document* (as written), guest.d/ is emptied."""
+        self.image.remove_tree(layout.GUEST_D)
+        self._xl = {layout.GUEST_CFG: xlcfg.XlConfig.parse(document.render(), layout.GUEST_CFG)}
+
     def reset_xen(self) -> None:
         """guest.cfg back to its defaults, guest.d/ emptied; files/ is kept."""
         self.image.remove_tree(layout.GUEST_D)
@@ -299,6 +304,28 @@ class GuestEditor:
 
     def remove_disk_file(self, name: str) -> None:
         self._remove_member(f"{layout.DISK}/{layout.check_file_name(name, 'disk file')}")
+
+    def add_prebuilt(self, source: str, description: Optional[str] = None) -> None:
+        """Store *source* (``SRC[:DST]``) as disk/DST, the prebuilt disk of the disk as
+        described now: its *description* digest (computed if not given) is recorded."""
+        from .diskdesc import image_description
+
+        source, dest = split_source(source)
+        name = check_prebuilt_name(dest or os.path.basename(source))
+        self.remove_prebuilt(missing_ok=True)
+        description = description or image_description(self.image, self.disk)
+        self.image.add_file(f"{layout.DISK}/{name}", source)
+        self.disk.prebuilt = name
+        self.disk.prebuilt_from = description
+
+    def remove_prebuilt(self, missing_ok: bool = False) -> None:
+        """Remove the prebuilt disk (its file and its disk.cfg keys)."""
+        if not self.disk.prebuilt:
+            if missing_ok:
+                return
+            raise XenguestError(f"{layout.DISK_CFG} names no prebuilt disk")
+        self.image.remove(f"{layout.DISK}/{self.disk.prebuilt}")
+        self.disk.prebuilt = self.disk.prebuilt_from = ""
 
 
 def strings_in(value: xlcfg.Value) -> List[str]:

@@ -132,8 +132,9 @@ OPTIONS: List[OptionSpec] = [
           lambda e, v: e.set_disk_device(v)),
     _spec(["--disk-add-part"], REQUIRED, "N:SIZE:FS:CONTENT[:keep]", DISK,
           "define partition N (1-4) of SIZE, formatted FS (ext2, ext3, ext4, vfat, swap "
-          "or empty), filled from disk file CONTENT (.tar[.gz|.bz2|.xz] or .img[.gz|.bz2], "
-          "or empty); ':keep': its data survives updates of the guest (DISK_KEEP)",
+          "or empty), filled from disk file CONTENT (.tar[.gz|.bz2|.xz|.zst] or "
+          ".img[.gz|.bz2|.xz|.zst], or empty); ':keep': its data survives updates of the "
+          "guest (DISK_KEEP)",
           lambda e, v: e.add_partition(v)),
     _spec(["--disk-rm-part"], REQUIRED, "N", DISK,
           "remove partition N", lambda e, v: e.remove_partition(v)),
@@ -142,6 +143,13 @@ OPTIONS: List[OptionSpec] = [
           lambda e, v: e.add_disk_file(v)),
     _spec(["--disk-rm-file"], REQUIRED, "DST", DISK,
           "remove disk/DST", lambda e, v: e.remove_disk_file(v)),
+    _spec(["--disk-add-prebuilt"], REQUIRED, "SRC[:DST]", DISK,
+          "store SRC as disk/DST, the whole disk already built as disk.cfg describes it "
+          "now (.img, or .img.zst as 'render-disk' writes it): hosts write it instead of "
+          "building the disk",
+          lambda e, v: e.add_prebuilt(v)),
+    _spec(["--disk-rm-prebuilt"], FLAG, "", DISK,
+          "remove the prebuilt disk", lambda e, v: e.remove_prebuilt()),
 ]
 
 GROUPS: Tuple[str, ...] = (GUEST, XEN, INIT, PARAMS, DISK)
