@@ -8,10 +8,12 @@ rollbacks: test_manager_interrupted.py.
 """
 
 import os
+import subprocess
 
 import pytest
 
 from manager_util import script, tree
+from mkimage_util import ok
 from update_util import DATA_PART, MIB, ROOT_PART, World, layout
 from xenguest.cli.manager import main
 
@@ -88,6 +90,44 @@ def test_data_survives_update_and_rollback(world, capsys):
     assert "no previous image to roll back to" in fails(capsys, "rollback", "web")
     assert cli(capsys, "commit", "web")[0] == 0             # nothing to discard: fine
     assert world.version_on_disk() == "2"
+
+
+def with_prebuilt_disk(world, version):
+    """Image *version* with its disk rendered (zstd) and stored as its prebuilt disk;
+    return the image and the prebuilt disk's bytes."""
+    image = world.image(version)
+    packed = os.path.join(world.folder, f"disk-{version}.img.zst")
+    ok("render-disk", image, packed)
+    ok("update", image, f"--disk-add-prebuilt={packed}")
+    raw = subprocess.run(["zstd", "-q", "-d", "-c", packed], stdout=subprocess.PIPE,
+                         check=True).stdout
+    return image, raw
+
+
+def test_a_prebuilt_disk_is_written_around_the_kept_partition(world, capsys):
+    """Prebuilt disk and kept partition: the update writes the prebuilt disk's table,
+    other partitions and gaps, and leaves the kept partition the guest's; a rollback
+    puts the previous prebuilt disk's bytes back, the kept data still there."""
+    v1, disk1 = with_prebuilt_disk(world, "1")
+    v2, disk2 = with_prebuilt_disk(world, "2")
+    assert cli(capsys, "create", v1, "web")[0] == 0 and cli(capsys, "start", "web")[0] == 0
+    world.write_data("notes.txt", "written by version 1\n")
+    kept = world.read(*DATA_PART)
+    after = sum(DATA_PART)
+
+    def outside_kept(disk):
+        return disk[:DATA_PART[0]], disk[after:]
+
+    assert cli(capsys, "update", "web", v2)[0] == 0
+    assert world.version_on_disk() == "2"
+    assert outside_kept(world.read(0, len(disk2))) == outside_kept(disk2)
+    assert world.read(*DATA_PART) == kept != disk2[DATA_PART[0]:after]
+    assert world.data("notes.txt") == "written by version 1\n"
+
+    assert cli(capsys, "rollback", "web")[0] == 0
+    assert world.version_on_disk() == "1"
+    assert outside_kept(world.read(0, len(disk1))) == outside_kept(disk1)
+    assert world.data("notes.txt") == "written by version 1\n"
 
 
 def test_the_replaced_bytes_are_saved_aside_sparse(file_world, capsys):
@@ -249,7 +289,6 @@ def test_remove_frees_the_previous_image(world, capsys):
 
 def test_update_follows_the_signature_policy(file_world, capsys, pki):
     from signing_util import sign_args
-    from mkimage_util import ok
 
     world = file_world
     world.guest("1")
