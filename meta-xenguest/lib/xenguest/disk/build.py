@@ -203,6 +203,9 @@ class Provisioner:
         """Write *plan* into *target*; the partitions numbered in *keep* are left as
         they are (an update keeps their data): a prebuilt disk is written around
         them, and a built disk's table names them."""
+        for part in plan.partitions:
+            if part.number in keep:
+                log.info("keeping %s", part.describe())
         if plan.prebuilt:
             with step(f"the prebuilt disk {plan.prebuilt}", DiskError):
                 self.write_prebuilt(plan, target, keep)
@@ -213,7 +216,6 @@ class Provisioner:
                               input=sfdisk_script(plan, label_id).encode())
         for part in plan.partitions if not plan.prebuilt else ():
             if part.number in keep:
-                log.info("keeping %s", part.describe())
                 continue
             with step(part.describe(), DiskError):
                 self.partition(part, target)
@@ -297,9 +299,6 @@ class Provisioner:
             self._prebuilt_by_program(plan, target, self.host.which(program))
         else:
             self._prebuilt_by_stream(plan, target, complement(plan.size, kept))
-        for part in plan.partitions:
-            if part.number in keep:
-                log.info("keeping %s", part.describe())
         log.info("wrote the prebuilt disk %s (%d bytes)", plan.prebuilt, plan.size)
 
     def _prebuilt_by_stream(self, plan: DiskPlan, target: str,
