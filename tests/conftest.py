@@ -18,3 +18,22 @@ def pki(tmp_path_factory):
     from signing_util import make_pki
 
     return make_pki(str(tmp_path_factory.mktemp("pki")))
+
+
+@pytest.fixture(autouse=True)
+def fresh_manager_logger():
+    """Each test starts with the manager's logger as a new process has it.
+
+    xenguest-manager's main, run in this process by a test, logs to that test's
+    sys.stderr (captured, then closed); the library code of a later test that
+    logs there too (disk building, shared by render-disk) would hit the closed stream.
+    """
+    import logging
+
+    yield
+    logger = logging.getLogger("xenguest.manager")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    logger.setLevel(logging.NOTSET)
+    logger.propagate = True

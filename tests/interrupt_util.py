@@ -37,7 +37,7 @@ WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT
 def step(event, args):
     """A description of a watched step, or None."""
     if event == "subprocess.Popen":
-        return "run " + os.path.basename(str(args[1][0]))
+        return " ".join(["run", os.path.basename(str(args[1][0]))] + [str(a) for a in args[1][1:2]])
     if event == "open" and isinstance(args[0], str) and isinstance(args[2], int):
         kind = "write" if args[2] & WRITE else "read"
         return f"open-{{kind}} {{args[0]}}" if args[0].startswith(under) else None

@@ -366,17 +366,28 @@ FAKE_LVM = r'''#!{python} -S
 Volume groups are folders of ROOT, logical volumes regular files in them, made
 the size lvcreate asks for, rounded up to 4 MiB extents and filled with 0xAA
 (a real volume holds old data, not zeros).  Tags (lvcreate --addtag) are kept
-in ROOT/.tags/VG/LV, one a line.  lvs prints the -o fields (lv_path, lv_tags,
-tags comma-separated) joined by --separator (default: a space), indented by
-two spaces, as lvm2 does.
+in ROOT/.tags/VG/LV, one a line.  lvs prints the -o fields (lv_path, lv_tags
+comma-separated, lv_size in bytes with --units b --nosuffix) joined by
+--separator (default: a space), indented by two spaces, as lvm2 does.
+lvresize -L SIZE (m: MiB, b: bytes) rounds up to extents like lvcreate, fills
+what it adds with 0xAA, refuses a reduction without --force and a size that
+matches the volume's ("New size ... matches existing size", exit 5).
 """
 import os, sys
 
 ROOT = {root!r}
+EXTENT = 4 << 20
 
 
 def option(args, name, default=None):
     return args[args.index(name) + 1] if name in args else default
+
+
+def extents(size):
+    """A -L size (NUMm or NUMb) in bytes, rounded up to whole extents."""
+    number = int(size[:-1])
+    wanted = number << 20 if size.endswith("m") else number
+    return -(-wanted // EXTENT) * EXTENT
 
 def main(tool, args):
     with open(os.path.join(ROOT, "calls.log"), "a") as log:
@@ -393,8 +404,14 @@ def main(tool, args):
     if tool == "lvs":
         if os.path.isfile(path):
             held = open(tags).read().split() if os.path.exists(tags) else []
-            fields = {{"lv_path": path, "lv_tags": ",".join(held)}}
             names = option(args, "-o", "lv_path").split(",")
+            if "lv_size" in names and ("--nosuffix" not in args or
+                                       option(args, "--units") != "b"):
+                print("  (the stand-in shows sizes with --units b --nosuffix only)",
+                      file=sys.stderr)
+                return 3
+            fields = {{"lv_path": path, "lv_tags": ",".join(held),
+                       "lv_size": str(os.path.getsize(path))}}
             print("  " + option(args, "--separator", " ").join(fields[n] for n in names))
             return 0
         print("  Failed to find logical volume " + target, file=sys.stderr)
@@ -404,15 +421,32 @@ def main(tool, args):
         if os.path.exists(tags):
             os.unlink(tags)
         return 0
+    if tool == "lvresize":
+        if not os.path.isfile(path):
+            print("  Failed to find logical volume " + target, file=sys.stderr)
+            return 5
+        size, old = extents(option(args, "-L")), os.path.getsize(path)
+        if size == old:
+            print("  New size (%d extents) matches existing size (%d extents)."
+                  % (size // EXTENT, old // EXTENT), file=sys.stderr)
+            return 5
+        if size < old and "--force" not in args and "-f" not in args:
+            print("  Do you really want to reduce %s? [y/n]: n" % target, file=sys.stderr)
+            return 5
+        with open(path, "r+b") as f:
+            f.truncate(min(size, old))
+            f.seek(0, 2)
+            f.write(b"\xaa" * max(0, size - old))
+        return 0
     if tool == "lvcreate":
-        size = int(option(args, "-L").rstrip("m"))
+        size = extents(option(args, "-L"))
         name = option(args, "-n")
         path = os.path.join(ROOT, target, name)
         if os.path.exists(path):
             print("  Logical Volume %s already exists" % name, file=sys.stderr)
             return 5
         with open(path, "wb") as f:
-            f.write(b"\xaa" * (-(-size // 4) * 4 << 20))
+            f.write(b"\xaa" * size)
         if "--addtag" in args:
             os.makedirs(os.path.join(ROOT, ".tags", target), exist_ok=True)
             with open(os.path.join(ROOT, ".tags", target, name), "w") as f:
@@ -433,7 +467,7 @@ def install_fake_lvm(folder: str, groups: Sequence[str]) -> Dict[str, str]:
     tool = write(os.path.join(root, "lvm-tool"), FAKE_LVM.format(python=sys.executable,
                                                                  root=root), 0o755)
     commands = {}
-    for name in ("vgs", "lvs", "lvcreate", "lvremove"):
+    for name in ("vgs", "lvs", "lvcreate", "lvremove", "lvresize"):
         os.symlink(tool, os.path.join(root, name))
         commands[name] = os.path.join(root, name)
     return commands

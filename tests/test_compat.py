@@ -203,3 +203,24 @@ def test_hostile_archives_are_refused(tmp_path):
         before = sha256(image)
         fails("update", image, "--xen-memory=1")
         assert sha256(image) == before
+
+
+def test_identity_and_kept_partitions_stay_readable_by_earlier_consumers(tmp_path):
+    """The image identity and the kept-partition flag live where earlier readers do
+    not stumble on them: params.cfg entries, and a disk.cfg variable of its own (the
+    earlier manager read DISK_PART<N> as exactly three fields, SIZE:FS:CONTENT, and
+    this project's earlier versions refuse a fourth).  Both files still source in
+    a shell as the earlier manager did."""
+    image = str(tmp_path / "id.xenguest")
+    ok("create", image, "--guest-compatible=acme/gateway", "--guest-version=2.1~rc1",
+       "--disk-size=20M", "--disk-add-part=1:10M:ext4:", "--disk-add-part=2:8M:ext4::keep")
+    dest = tmp_path / "cfg"
+    dest.mkdir()
+    subprocess.run(["tar", "-C", str(dest), "--exclude=./disk", "-xf", image], check=True)
+    shown = subprocess.run(
+        ["bash", "-euc", 'source ./params.cfg; source ./disk.cfg; '
+         'printf "%s\\n" "$GUEST_COMPATIBLE" "$GUEST_VERSION" "$DISK_PART1" "$DISK_PART2" '
+         '"$DISK_KEEP"'], cwd=str(dest), stdout=subprocess.PIPE, universal_newlines=True,
+        check=True).stdout.splitlines()
+    assert shown == ["acme/gateway", "2.1~rc1", "10M:ext4:", "8M:ext4:", "2"]
+    assert all(part.count(":") == 2 for part in shown[2:4])

@@ -1,5 +1,7 @@
 """disk.cfg: sizes, partitions, compatibility with the earlier tool, validation."""
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -184,14 +186,48 @@ CONTENTS = st.one_of(
 )
 PARTITIONS = st.builds(
     Partition, st.integers(min_value=1, max_value=4), SIZES,
-    st.sampled_from(("",) + FILESYSTEMS), CONTENTS,
+    st.sampled_from(("",) + FILESYSTEMS), CONTENTS, st.booleans(),
 )
 
 
 @given(PARTITIONS)
 def test_partition_spec_round_trip(part):
-    assert Partition.parse(part.number, part.spec()) == part
-    assert Partition.parse_option(f"{part.number}:{part.spec()}") == part
+    assert Partition.parse(part.number, part.spec()) == replace(part, keep=False)
+    option = f"{part.number}:{part.spec()}" + (":keep" if part.keep else "")
+    assert Partition.parse_option(option) == part
+
+
+def test_kept_partition_option_and_disk_keep():
+    assert Partition.parse_option("2:8M:ext4::keep") == Partition(2, 8, "ext4", "", keep=True)
+    assert Partition.parse_option("2:8M:ext4:data.tar:keep").content == "data.tar"
+    variables = vars_of(ANCESTOR_DISK)
+    disk = DiskConfig.from_vars(variables)
+    disk.partitions[2] = Partition.parse_option("2:8M:ext4::keep")
+    disk.to_vars(variables)
+    # the partition stays three fields (SIZE:FS:CONTENT) for older readers; DISK_KEEP says
+    assert variables.render() == ANCESTOR_DISK + 'DISK_PART2="8M:ext4:"\nDISK_KEEP="2"\n'
+    assert DiskConfig.from_vars(vars_of(variables.render())) == disk
+    disk.partitions[2].keep = False
+    disk.to_vars(variables)
+    assert variables.render() == ANCESTOR_DISK + 'DISK_PART2="8M:ext4:"\n'
+    # an equivalent DISK_KEEP keeps its spelling
+    text = ANCESTOR_DISK + 'DISK_PART2="8M::"\nDISK_KEEP=" 2  1 2"\n'
+    variables = vars_of(text)
+    DiskConfig.from_vars(variables).to_vars(variables)
+    assert variables.render() == text
+
+
+@pytest.mark.parametrize("value, words", [
+    ("3", ["DISK_KEEP: partition 3 is not defined"]),
+    ("x", ["DISK_KEEP: 'x' is not a partition number (1 to 4)"]),
+    ("1,2", ["DISK_KEEP: '1,2' is not a partition number"]),
+    ("5", ["DISK_KEEP: '5' is not a partition number"]),
+])
+def test_disk_keep_refuses(value, words):
+    with pytest.raises(DiskConfigError) as caught:
+        DiskConfig.from_vars(vars_of(ANCESTOR_DISK + f'DISK_KEEP="{value}"\n'))
+    for word in words:
+        assert word in str(caught.value)
 
 
 # -- disk.cfg --------------------------------------------------------------------
@@ -354,8 +390,9 @@ def test_as_dict():
         "size_mib": 4000, "size": "4000M", "device": "",
         "partitions": [
             {"number": 1, "size_mib": 4000, "size": "4000M", "fs": "ext4",
-             "content": "rootfs.tar.gz"},
-            {"number": 2, "size_mib": 512, "size": "512M", "fs": "swap", "content": ""},
+             "content": "rootfs.tar.gz", "keep": False},
+            {"number": 2, "size_mib": 512, "size": "512M", "fs": "swap", "content": "",
+             "keep": False},
         ],
         "prebuilt": "", "prebuilt_from": "",
     }

@@ -92,8 +92,11 @@ def test_example_image_contents(example):
         assert info["cmdline"] == "earlyprintk=xenboot console=hvc0 rw"
         assert info["root"] == "/dev/xvda1"
         assert image.read_bytes(info["kernel"]["path"]) == KERNEL
+        # the identity defaults: the recipe's name, and PV without a DISTRO_VERSION
         assert dict(info["params"]) == {"GUEST_AUTOBOOT": "1", "XENGUEST_NETWORK_TYPE": "nat",
-                                        "XENGUEST_NETWORK_PORT_FORWARD": "2222:22/tcp"}
+                                        "XENGUEST_NETWORK_PORT_FORWARD": "2222:22/tcp",
+                                        "GUEST_COMPATIBLE": "xenguest-image-minimal",
+                                        "GUEST_VERSION": "1.0"}
         disk = info["disk"]
         assert disk["size_mib"] == 1000
         assert partitions(disk) == [(1, 1000, "ext4", "rootfs.tar.zst")]
@@ -208,7 +211,9 @@ def test_all_settings(env, tmp_path):
         XENGUEST_IMAGE_DISK_DEVICE = "/dev/vg0/guest"
         XENGUEST_IMAGE_ROOTFS_TYPE = "tar.xz"
         XENGUEST_IMAGE_DISK_FILES = "{data}"
-        XENGUEST_IMAGE_DISK_PARTITIONS = "1:2000M:ext4:rootfs.tar.xz 2:500M:swap: 3:500M::data.img"
+        XENGUEST_IMAGE_DISK_PARTITIONS = "1:2000M:ext4:rootfs.tar.xz 2:500M:swap: 3:500M::data.img:keep"
+        XENGUEST_IMAGE_COMPATIBLE = "acme/gateway"
+        XENGUEST_IMAGE_VERSION = "2.1~rc1"
         """, {"initrd.cpio.gz": "initrd", "net.cfg": "vif = ['bridge=xenbr1']\n",
               "firmware.bin": "fw", "notes.txt": "notes"})
     d = env.parse(recipe)
@@ -228,7 +233,10 @@ def test_all_settings(env, tmp_path):
         assert image.read_bytes("files/fw/firmware.bin") == b"fw"
         assert image.read_bytes("files/notes.txt") == b"notes"
         assert dict(info["params"]) == {"GUEST_AUTOBOOT": "0", "XENGUEST_NETWORK_TYPE": "none",
-                                        "APP_MODE": "fast", "APP_LEVEL": "3"}
+                                        "APP_MODE": "fast", "APP_LEVEL": "3",
+                                        "GUEST_COMPATIBLE": "acme/gateway",
+                                        "GUEST_VERSION": "2.1~rc1"}
+        assert [p["keep"] for p in info["disk"]["partitions"]] == [False, False, True]
         disk = info["disk"]
         assert (disk["size_mib"], disk["device"]) == (3000, "/dev/vg0/guest")
         assert partitions(disk) == [
@@ -237,6 +245,19 @@ def test_all_settings(env, tmp_path):
         assert image.exists("disk/rootfs.tar.xz")
     assert d.getVar("IMAGE_TYPEDEP:xenguest") == "tar.xz"
     assert [p for p in operations.check(output(d)[0]) if p.severity == ERROR] == []
+
+
+def test_version_follows_the_distro_and_identity_can_be_left_out(env):
+    recipe = guest(env, "guest-distro", 'DISTRO_VERSION = "5.0.3+snapshot-1a2b"\n')
+    d = env.parse(recipe)
+    assert d.getVar("XENGUEST_IMAGE_VERSION") == "5.0.3+snapshot-1a2b"
+    assert d.getVar("XENGUEST_IMAGE_COMPATIBLE") == "guest-distro"
+    recipe = guest(env, "guest-anonymous", 'XENGUEST_IMAGE_COMPATIBLE = ""\n'
+                   'XENGUEST_IMAGE_VERSION = ""\n')
+    d, _ = build(env, recipe)
+    with operations.open_image(output(d)[0]) as image:
+        info = operations.info(image)
+        assert (info["compatible"], info["version"]) == (None, None)
 
 
 def test_initramfs_guest_has_no_disk(env):

@@ -102,7 +102,10 @@ def test_life_cycle(env, capsys):
     assert details[0] == "web: running (domain ID 1)"
     assert details[1:] == [
         f"  image:     {image}",
+        "  version:   -",
         f"  created:   {status['created']}",
+        "  updated:   -",
+        "  previous:  -",
         "  autoboot:  yes",
         f"  network:   {status['network'] or '-'}",
         "  disk:      file 12 MiB",
@@ -285,8 +288,8 @@ def test_commands_that_make_no_guest_do_not_load_the_image_library(env):
 
 
 def test_every_operation_has_help(capsys):
-    for op in ("create", "start", "stop", "destroy", "remove", "list", "status",
-               "autostart", "shutdown-all", "help"):
+    for op in ("create", "start", "stop", "destroy", "remove", "update", "rollback", "commit",
+               "list", "status", "autostart", "shutdown-all", "help"):
         assert "usage: xenguest-manager " + op in ok(capsys, op, "--help")
     assert "shutdown-all" in ok(capsys, "help")
 

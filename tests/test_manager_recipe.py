@@ -29,6 +29,7 @@ XEN_SYSV = {"xencommons": (80, 20), "xendomains": (83, 17)}
 #: The package that brings each command the manager runs.
 PACKAGES = {
     "sfdisk": "util-linux-sfdisk", "mkswap": "util-linux-mkswap",
+    "fallocate": "util-linux-fallocate", "lvresize": "lvm2",
     "mke2fs": "e2fsprogs-mke2fs", "debugfs": "e2fsprogs", "mkfs.vfat": "dosfstools",
     "mcopy": "mtools", "mmd": "mtools", "xl": "xen-tools-xl",
     "lvcreate": "lvm2", "lvremove": "lvm2", "lvs": "lvm2", "vgs": "lvm2", "zstd": "zstd",

@@ -104,7 +104,7 @@ def test_seed_example(tmp_path, inputs):
     d = disk(image)
     assert d["size_mib"] == 4000
     assert d["partitions"] == [{"number": 1, "size_mib": 4000, "size": "4000M", "fs": "ext4",
-                                "content": "rootfs.tar.gz"}]
+                                "content": "rootfs.tar.gz", "keep": False}]
     assert tar_member(image, "./disk/rootfs.tar.gz") == open(inputs["rootfs"], "rb").read()
     assert tar_names(image)[-1] == "./disk/rootfs.tar.gz"  # payload last
     ok("check", image)
@@ -515,6 +515,67 @@ def test_info_and_list(tmp_path, inputs):
     rows = json.loads(ok("list", image, "--json").out)
     assert rows[0]["name"] == "xenguest.format"
     assert "disk/rootfs.tar.gz" in ok("list", image).out
+
+
+def test_identity_options(tmp_path):
+    """The image's compatible string and version: set, shown, removed, and checked
+    whichever way they are written (a parameter set by hand included)."""
+    image = str(tmp_path / "g.xenguest")
+    ok("create", image, "--guest-compatible=acme/gateway", "--guest-version=5.0.3+snap-1a")
+    assert params(image) == {"GUEST_AUTOBOOT": "1", "GUEST_COMPATIBLE": "acme/gateway",
+                             "GUEST_VERSION": "5.0.3+snap-1a"}
+    data = json.loads(ok("info", image, "--json").out)
+    assert (data["compatible"], data["version"]) == ("acme/gateway", "5.0.3+snap-1a")
+    text = ok("info", image).out
+    assert "compatible:  acme/gateway\n" in text and "version:     5.0.3+snap-1a\n" in text
+    before = sha256(image)
+    for option in ("--guest-version=1 2", "--guest-compatible=-x", "--guest-version=" + "9" * 129,
+                   "--guest-compatible=acme\u00e9", "--set-param=GUEST_VERSION=$x"):
+        assert "invalid" in fails("update", image, option), option
+        assert sha256(image) == before, option
+    ok("update", image, "--guest-version=", "--guest-compatible")
+    data = json.loads(ok("info", image, "--json").out)
+    assert (data["compatible"], data["version"]) == (None, None)
+    assert "version:     -\n" in ok("info", image).out
+
+
+def test_kept_partition_option(tmp_path):
+    image = str(tmp_path / "g.xenguest")
+    ok("create", image, "--disk-size=20M", "--disk-add-part=1:10M:ext4:",
+       "--disk-add-part=2:8M:ext4::keep")
+    assert [p["keep"] for p in disk(image)["partitions"]] == [False, True]
+    assert 'DISK_PART2="8M:ext4:"\nDISK_KEEP="2"\n' in ok("dump-diskconfig", image).out
+    assert "partition 2: 8M ext4 (empty) (kept across updates)" in ok("info", image).out
+    ok("update", image, "--disk-add-part=2:8M:ext4:")  # redefined: not kept any more
+    assert "DISK_KEEP" not in ok("dump-diskconfig", image).out
+    assert "keep" in fails("update", image, "--disk-add-part=2:8M:ext4::kept")
+
+
+def test_check_update_of(tmp_path):
+    """check --update-of OLD: what keeps the manager from updating a guest made from OLD."""
+    def image(name, *options):
+        path = str(tmp_path / name)
+        ok("create", path, "--guest-compatible=acme/web", "--disk-size=20M",
+           "--disk-add-part=1:10M:ext4:", *options)
+        return path
+
+    old = image("v1.xenguest", "--disk-add-part=2:8M:ext4::keep")
+    good = image("v2.xenguest", "--disk-add-part=2:8M:ext4::keep", "--guest-version=2")
+    assert "valid (0 error(s)" in ok("check", good, f"--update-of={old}").out
+    bad = image("v3.xenguest", "--guest-compatible=acme/db", "--disk-add-part=1:9M:ext4:",
+                "--disk-add-part=2:8M:ext4::keep")
+    result = mkimage("check", bad, f"--update-of={old}", "--json")
+    assert result.rc == 1
+    problems = json.loads(result.out)["problems"]
+    assert [(p["location"], p["message"]) for p in problems if p["severity"] == "error"] == [
+        (f"update of {old}", "the image is for 'acme/db', the old image for 'acme/web' "
+                             "(xenguest-manager update --force does it anyway)"),
+        (f"update of {old}", "partition 2 keeps its data, but the image puts it at 10 MiB, "
+                             "8 MiB long and the old image has it at 11 MiB, 8 MiB long: its "
+                             "data would not fit; an update cannot move, resize or reformat a "
+                             "kept partition")]
+    dropped = image("v4.xenguest", "--disk-add-part=2:8M:ext4:")
+    assert "would be lost" in mkimage("check", dropped, f"--update-of={old}").out
 
 
 def test_launcher_runs_as_a_process(tmp_path):

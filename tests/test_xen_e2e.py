@@ -6,16 +6,22 @@ where the layer's recipes put it: the settings, vif-xenguest among Xen's scripts
 SysV init scripts of xenguest-network and xenguest-manager.
 
 Two images, made on the host with xenguest-mkimage (tests/xen/scenario.py): the main guest
-(a disk with one ext4 partition filled from a tarball, built in dom0 with debugfs, one init
-script per stage, the host's NAT network with a forwarded port) and a bridged guest (on the
-host's guest bridge, a static address, a prebuilt disk that dom0 writes with zstd). dom0 boots the way a SysV host does: the network service (bridge and NAT network
-from the settings: bridges, nftables, dnsmasq), Xen's real xendomains script, then the
-manager's autostart, which creates and starts both. Then:
+(a disk with an ext4 partition filled from a tarball, built in dom0 with debugfs, and a kept
+data partition, one init script per stage, the host's NAT network with a forwarded port;
+versions 2 and 3 of it for its updates) and a bridged guest (on the host's guest bridge, a
+static address, a prebuilt disk that dom0 writes with zstd). dom0 boots the way a SysV host
+does: the network service (bridge and NAT network from the settings: bridges, nftables,
+dnsmasq), Xen's real xendomains script, then the manager's autostart, which creates and
+starts both. Then:
 
 * the main guest got its address from dnsmasq, answers ping and HTTP from dom0, directly and
   through dom0's forwarded port; the bridged guest answers ping on the bridge;
 * from inside the guests: the bridged guest reaches the main guest through dom0's forwarded
   port (destination NAT), the main guest reaches the bridged guest masqueraded as dom0;
+* the main guest is updated, running, to version 2 (a new root file system; its data partition
+  kept: the guest's own list of the versions that booted from it grows) and checked by a health
+  check script; then an update to version 3 whose health check fails leaves version 2 running
+  again, with the same data partition, addresses and previous image;
 * the host shuts down in SysV order: the manager shuts both guests down (gracefully), then
   xendomains finds nothing to save, then the network service takes the networks down: no
   forward, reservation, lease, vif, table, bridge or dnsmasq is left; at the next boot
@@ -46,6 +52,11 @@ BRIDGED = "e2e-bridged"
 STATE = "/var/lib/xenguest"
 IMAGE = "/xentest/guests/%s.xenguest" % NAME
 BRIDGED_IMAGE = "/xentest/guests/%s.xenguest" % BRIDGED
+#: The root file systems of versions 2 and 3 of the main guest (their images are made in
+#: dom0: all of them in the payload would not fit in dom0's memory), and the signer's files.
+ROOTFS = "/xentest/rootfs-v%s.tar"
+SIGNER = {"--key": "/xentest/signer.key", "--cert": "/xentest/signer.pem",
+          "--chain": "/xentest/intermediate.pem"}
 TAMPERED = "/xentest/tampered.xenguest"
 KEYRING = "/xentest/keyring.pem"
 DYNAMIC = os.path.join(LAYER, "dynamic-layers", "virtualization-layer")
@@ -101,12 +112,15 @@ run() {
     echo "e2e-run: $*"
     "$@" || fail "$* (rc $?)"
 }
-wait_for() {  # wait_for FILE TEXT: up to 180 s
+wait_for() {  # wait_for FILE TEXT [FROM]: up to 180 s, from byte FROM (1: the start)
     for i in $(seq 900); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
+        tail -c +"${3:-1}" "$1" 2>/dev/null | grep -q "$2" && return 0
         sleep 0.2
     done
     fail "$1 never showed $2"
+}
+log_end() {  # the byte after the end of a console log (it grows across a guest's starts)
+    echo $(( $(wc -c < "$1") + 1 ))
 }
 leftovers() {
     # What a guest's life cycle may leave on the host; each line must end in "[]".
@@ -164,6 +178,45 @@ net_leftovers running
 wait_for "$LOG" "guest-fetch:"
 wait_for "$BLOG" "guest-fetch:"
 
+# Versions 2 and 3 of the main guest: its image with another root file system and
+# version, signed again.
+rm @BRIDGED_IMAGE@  # installed: dom0's memory is the disk here
+for v in 2 3; do
+    cp @IMAGE@ /xentest/v$v.xenguest
+    run xenguest-mkimage update /xentest/v$v.xenguest --guest-version=$v \
+        --disk-add-file=/xentest/rootfs-v$v.tar:rootfs.tar
+    run xenguest-mkimage sign /xentest/v$v.xenguest @SIGNER@
+done
+rm @IMAGE@
+# Update the running main guest to version 2, which is up once its console shows it.
+from=$(log_end "$LOG")
+printf '#!/bin/sh
+tail -c +%s %s | grep -q "guest-version: 2"
+' "$from" "$LOG" > /run/up-2
+chmod 755 /run/up-2
+run xenguest-manager update "$NAME" @IMAGE_V2@ --health-check /run/up-2 --health-timeout 300
+rm @IMAGE_V2@
+echo "updated-json-begin"
+xenguest-manager status "$NAME" --json || fail "status --json"
+echo "updated-json-end"
+# Version 3 never passes its health check: version 2 must run again.
+printf '#!/bin/sh
+echo "not up, on purpose"
+exit 1
+' > /run/down
+chmod 755 /run/down
+from=$(log_end "$LOG")
+echo "e2e-run: xenguest-manager update $NAME @IMAGE_V3@ (must fail its health check)"
+xenguest-manager update "$NAME" @IMAGE_V3@ --health-check /run/down --health-timeout 5 \
+    > /run/failed-update 2>&1
+echo "failed-update-rc:[$?]"
+echo "failed-update:[$(tail -n 1 /run/failed-update)]"
+rm @IMAGE_V3@
+wait_for "$LOG" "guest-version: 2" "$from"
+echo "restored-json-begin"
+xenguest-manager status "$NAME" --json || fail "status --json"
+echo "restored-json-end"
+
 # The host shuts down: the SysV scripts in their order (K15, K17, K25).
 run /etc/init.d/xenguest-manager stop
 leftovers stopped
@@ -187,7 +240,10 @@ echo "trace:"
 cat @TRACE@
 """
 for _key, _value in {"@NAME@": NAME, "@BRIDGED@": BRIDGED, "@STATE@": STATE,
-                     "@TAMPERED@": TAMPERED, "@IMAGE@": IMAGE, "@KEYRING@": KEYRING,
+                     "@TAMPERED@": TAMPERED, "@KEYRING@": KEYRING,
+                     "@IMAGE@": IMAGE, "@BRIDGED_IMAGE@": BRIDGED_IMAGE,
+                     "@IMAGE_V2@": "/xentest/v2.xenguest", "@IMAGE_V3@": "/xentest/v3.xenguest",
+                     "@SIGNER@": " ".join("%s %s" % item for item in SIGNER.items()),
                      "@MARKER@": scenario.GUEST_MARKER, "@TRACE@": scenario.TRACE_FILE,
                      "@HOST_BRIDGE_ADDRESS@": scenario.HOST_BRIDGE_ADDRESS,
                      "@HOST@": scenario.HOST_BRIDGE_ADDRESS.split("/")[0],
@@ -238,11 +294,18 @@ def test_manager_runs_guests_under_real_xen(arch, tmp_path, pki):
     script = DOM0_SCRIPT.replace("@TAMPER_OFFSET@", str(offset)).replace(
         "@TAMPER_BYTE@", "\\%03o" % flipped)
     payload = {IMAGE: image, BRIDGED_IMAGE: bridged, KEYRING: pki.cert("root")}
+    for version in ("2", "3"):
+        payload[ROOTFS % version] = scenario.build_rootfs(str(tmp_path), version)
+    signer = sign_args(pki)
+    payload.update({path: signer[signer.index(option) + 1] for option, path in SIGNER.items()})
     payload.update(INIT_SCRIPTS)
     run = boot_xen(arch, script, payload, timeout=720,
                    log_path=str(tmp_path / "console.log"))
     phases = [("script", "XENTEST-BEGIN"), ("networks up", "e2e-run: bash"),
-              ("guests up", "guest-up"), ("guests fetched", "e2e-run: /etc/init.d/xenguest-manager stop"),
+              ("guests up", "guest-up"), ("guests fetched", "e2e-run: xenguest-mkimage update"),
+              ("versions made", "e2e-run: xenguest-manager update"),
+              ("updated", "updated-json-end"), ("failed update undone", "restored-json-end"),
+              ("(shutdown)", "e2e-run: /etc/init.d/xenguest-manager stop"),
               ("guests stopped", "stopped-guests:"), ("networks down", "down-tables:"),
               ("removed", "removed-guests:"), ("end", "XENTEST-EXIT")]
     print("Xen %s end-to-end: %.1f s in QEMU; %s" % (arch, run.elapsed, ", ".join(
@@ -297,6 +360,29 @@ def test_manager_runs_guests_under_real_xen(arch, tmp_path, pki):
     assert "guest-fetch: who: nat-guest from [::ffff:%s]" % bridged_host in bridged_log, why
     assert "guest-fetch: who: bridged-guest from [::ffff:%s]" % host in log, why
 
+    # The update to version 2: a new root file system, the data partition kept (the guest's
+    # list of the versions that booted from it grew), the same addresses, version 1 kept.
+    updated = json.loads(_section(out, "updated-json-begin", "updated-json-end"))
+    assert (updated["state"], updated["version"], updated["compatible"]) == (
+        "running", "2", scenario.COMPATIBLE), updated
+    assert updated["previous"]["version"] == "1" and updated["nic"] == nic, updated
+    # The update to version 3 failed its health check: version 2 runs again, unchanged.
+    assert _line(out, "failed-update-rc") == "1", out
+    assert _line(out, "failed-update") == (
+        "xenguest-manager update: guest %s: update failed: check the guest's health: not "
+        "healthy within 5 s: /run/down failed with exit status 1: not up, on purpose; guest "
+        "%s is back to its image before the update and running again" % (NAME, NAME)), out
+    restored = json.loads(_section(out, "restored-json-begin", "restored-json-end"))
+    for key in ("version", "previous", "nic", "image", "updated", "disk"):
+        assert restored[key] == updated[key], (key, restored, updated)
+    assert restored["state"] == "running", restored
+    # What the guest saw at each boot: version 1, 2, (3 if it booted before its health check
+    # failed), 2 again; each time the data partition's list of versions, kept across them.
+    booted = re.findall(r"^guest-version: (\d+)$", log, re.M)
+    assert booted in (["1", "2", "3", "2"], ["1", "2", "2"]), why
+    data = re.findall(r"^guest-data: (.*?) ?$", log, re.M)
+    assert data[:2] == ["1", "1 2"] and data[-1] in ("1 2 2", "1 2 3 2"), why
+
     # The host shut down: the manager stopped both guests gracefully, leaving no forward,
     # reservation, record, lease or vif; xendomains found nothing to save; the network
     # service left no table, bridge, dnsmasq or runtime file; nothing was restored.
@@ -309,8 +395,9 @@ def test_manager_runs_guests_under_real_xen(arch, tmp_path, pki):
         assert _line(out, key) == "", (key, out)
 
     # Every init script ran, in stage order, with the guest name and the image parameter.
+    # (4 starts of the main guest: version 1, 2, 3 on trial and 2 again)
     trace = out.split("trace:\n", 1)[1].splitlines()
-    assert trace == scenario.expected_trace(NAME), out
+    assert trace == scenario.expected_trace(NAME) * 4, out
 
     # After remove: no guest folder, no disk, no loop device, no domain but dom0.
     assert_nothing_left(out, "removed")

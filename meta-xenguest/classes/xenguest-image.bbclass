@@ -22,6 +22,16 @@
 #
 # Variables, with their defaults:
 #
+# XENGUEST_IMAGE_COMPATIBLE     the product the image is for (params.cfg
+#                               GUEST_COMPATIBLE): xenguest-manager update
+#                               refuses to replace a guest with an image of
+#                               another compatible string. Set it to a name of
+#                               the product that stays the same from release to
+#                               release; empty for none.                       "${PN}"
+# XENGUEST_IMAGE_VERSION        the version of the image (params.cfg
+#                               GUEST_VERSION), shown by xenguest-mkimage info
+#                               and xenguest-manager status; empty for none.
+#                               "${DISTRO_VERSION}", or "${PV}" without one
 # XENGUEST_IMAGE_MEMORY_SIZE    guest memory in MB (xl "memory").              "512"
 # XENGUEST_IMAGE_NUM_VCPUS      virtual CPUs (xl "vcpus").                     "1"
 # XENGUEST_IMAGE_AUTOBOOT       start the guest when the host boots: 1 or 0
@@ -91,7 +101,10 @@
 #                               ext2, ext3, ext4, vfat, swap or empty; CONTENT
 #                               is rootfs.${XENGUEST_IMAGE_ROOTFS_TYPE} (this
 #                               image's rootfs), a XENGUEST_IMAGE_DISK_FILES
-#                               name, or empty.
+#                               name, or empty. NUM:SIZE:FS:CONTENT:keep marks
+#                               a data partition: filled at the guest's
+#                               creation, its data survives xenguest-manager
+#                               update (it must then keep its place and size).
 #                               "1:${XENGUEST_IMAGE_DISK_SIZE}:ext4:rootfs.${XENGUEST_IMAGE_ROOTFS_TYPE}"
 #                               with a disk, else ""
 # XENGUEST_IMAGE_DISK_FILES     partition content files for disk/, each
@@ -154,6 +167,8 @@ XENGUEST_EXTRA_INIT_POST ??= ""
 XENGUEST_EXTRA_FILES ??= ""
 XENGUEST_EXTRA_DISK_FILES ??= ""
 
+XENGUEST_IMAGE_COMPATIBLE ?= "${PN}"
+XENGUEST_IMAGE_VERSION ?= "${@xenguest_image_call('default_version', d)}"
 XENGUEST_IMAGE_MEMORY_SIZE ?= "512"
 XENGUEST_IMAGE_NUM_VCPUS ?= "1"
 XENGUEST_IMAGE_AUTOBOOT ?= "1"

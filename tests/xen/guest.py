@@ -110,6 +110,7 @@ POWEROFF_MARK = "xentest-guest: graceful"
 POWEROFF = r"""#!/bin/busybox sh
 # run by the kernel on a graceful shutdown request (xl shutdown): power off now
 echo "@MARK@ ${0##*/}" > /dev/console
+/bin/busybox umount /data 2>/dev/null
 /bin/busybox umount /mnt 2>/dev/null
 /bin/busybox sync
 exec /bin/busybox ${0##*/} -f

@@ -2,10 +2,13 @@
 
 The main guest: Debian's kernel and the busybox guest initramfs, 128 MB of memory, the host's
 NAT network (an address from the host's DHCP server; host port FORWARD_PORT forwarded to its
-HTTP server), a disk with one ext4 partition filled from a tarball holding DISK_FILE (the
-guest prints it), a parameter, and one init script per stage (init.pre, init.d, init.post)
-that appends "STAGE $1 $XENTEST_PARAM" to TRACE_FILE in dom0.  It fetches the bridged
-guest's /cgi-bin/who (through the host's masquerading).
+HTTP server), a disk with an ext4 partition filled from a tarball holding DISK_FILE (the
+guest prints it) and VERSION_FILE, and a kept ext4 data partition (the guest appends its
+version to /boots on it at each boot, then prints "guest-data: " and the whole list), a
+parameter, and one init script per stage (init.pre, init.d, init.post) that appends
+"STAGE $1 $XENTEST_PARAM" to TRACE_FILE in dom0.  It fetches the bridged guest's
+/cgi-bin/who (through the host's masquerading).  Its versions 2 and 3 differ only by their
+version (GUEST_VERSION, and VERSION_FILE on their root file system).
 
 The bridged guest: the same kernel and initramfs, on the host's guest bridge with the static
 address BRIDGED_ADDRESS; it fetches the main guest's /cgi-bin/who through the host's
@@ -28,6 +31,8 @@ MKIMAGE = os.path.join(LAYER, "scripts", "xenguest-mkimage")
 
 GUEST_MARKER = "XENGUEST-E2E-GUEST-UP"
 DISK_FILE = "etc/xentest-disk.txt"
+VERSION_FILE = "etc/xentest-version"
+COMPATIBLE = "xentest/e2e-guest"
 DISK_TEXT = "disk content seen by the guest: 7f3a2c\n"
 BRIDGED_DISK_TEXT = "prebuilt disk content seen by the guest: 51c9e0\n"
 BRIDGED_DISK_MIB = 16
@@ -36,6 +41,7 @@ TRACE_FILE = "/run/xenguest-e2e-trace"
 STAGES = ("init.pre", "init.d", "init.post")
 DISK_SIZE_MIB = 48
 PART_SIZE_MIB = 32
+DATA_SIZE_MIB = 8
 MEMORY_MIB = 128
 #: The host's address on its guest bridge, and the bridged guest's.
 HOST_BRIDGE_ADDRESS = "192.168.50.1/24"
@@ -45,8 +51,20 @@ FORWARD_PORT = 2280
 GUEST_HTTP_PORT = 8080
 
 MARKER_SCRIPT = """echo "disk-file: $(cat /mnt/%s)"
+version=$(cat /mnt/%s 2>/dev/null)
+echo "guest-version: $version"
+if [ -e /dev/xvda2 ]; then
+    mkdir -p /data
+    if mount -t ext4 /dev/xvda2 /data; then
+        echo "$version" >> /data/boots
+        sync
+        echo "guest-data: $(tr '\\n' ' ' < /data/boots)"
+    else
+        echo "guest-data: cannot mount /dev/xvda2"
+    fi
+fi
 echo "%s"
-""" % (DISK_FILE, GUEST_MARKER)
+""" % (DISK_FILE, VERSION_FILE, GUEST_MARKER)
 
 TRACE_SCRIPT = """#!/bin/sh
 echo "%s $1 $XENTEST_PARAM" >> %s
@@ -62,12 +80,21 @@ def mkimage(args: List[str]) -> None:
             " ".join(args[:2]), proc.returncode, proc.stdout))
 
 
-def rootfs_tar(folder: str, name: str, text: str) -> str:
-    """A tarball holding DISK_FILE with TEXT, in FOLDER; return its path."""
+def build_rootfs(folder: str, version: str) -> str:
+    """The root file system tarball of version VERSION of the main guest, in FOLDER."""
+    return rootfs_tar(folder, "rootfs-" + version, DISK_TEXT, version)
+
+
+def rootfs_tar(folder: str, name: str, text: str, version: str = "") -> str:
+    """A tarball holding DISK_FILE with TEXT (and VERSION_FILE with VERSION if given), in
+    FOLDER; return its path."""
     content = os.path.join(folder, name)
     os.makedirs(os.path.join(content, os.path.dirname(DISK_FILE)))
     with open(os.path.join(content, DISK_FILE), "w") as handle:
         handle.write(text)
+    if version:
+        with open(os.path.join(content, VERSION_FILE), "w") as handle:
+            handle.write(version + "\n")
     rootfs = os.path.join(folder, name + ".tar")
     with tarfile.open(rootfs, "w") as tar:
         tar.add(content, arcname=".")
@@ -75,8 +102,11 @@ def rootfs_tar(folder: str, name: str, text: str) -> str:
 
 
 def build_image(arch: str, folder: str) -> str:
-    """Build the test guest's .xenguest file for ARCH in FOLDER; return its path."""
-    rootfs = rootfs_tar(folder, "rootfs", DISK_TEXT)
+    """Build (version 1 of) the test guest's .xenguest file for ARCH in FOLDER; return its
+    path.  Its later versions: the same with another root file system (build_rootfs) and
+    --guest-version."""
+    version = "1"
+    rootfs = build_rootfs(folder, version)
     scripts = []
     for stage in STAGES:
         path = os.path.join(folder, "10-trace-" + stage.replace(".", "-"))
@@ -87,13 +117,16 @@ def build_image(arch: str, folder: str) -> str:
     image = os.path.join(folder, "e2e-%s.xenguest" % arch)
     args = [
         "create", image,
+        "--guest-compatible=" + COMPATIBLE,
+        "--guest-version=" + version,
         "--xen-kernel=" + guest_kernel(arch),
         "--xen-ramdisk=" + build_guest_initramfs(arch, MARKER_SCRIPT),
         "--xen-memory=%d" % MEMORY_MIB,
         "--xen-extra=quiet",
         "--disk-size=%dM" % DISK_SIZE_MIB,
         "--disk-add-part=1:%dM:ext4:rootfs.tar" % PART_SIZE_MIB,
-        "--disk-add-file=" + rootfs,
+        "--disk-add-part=2:%dM:ext4::keep" % DATA_SIZE_MIB,
+        "--disk-add-file=%s:rootfs.tar" % rootfs,
         "--init-pre=" + scripts[0],
         "--init-script=" + scripts[1],
         "--init-post=" + scripts[2],

@@ -25,6 +25,7 @@ log = logging.getLogger("xenguest.manager")
 PROVIDERS: Dict[str, str] = {
     "sfdisk": "util-linux (sfdisk)",
     "mkswap": "util-linux (mkswap)",
+    "fallocate": "util-linux (fallocate)",
     "mke2fs": "e2fsprogs (mke2fs)",
     "debugfs": "e2fsprogs (debugfs)",
     "mkfs.vfat": "dosfstools",
@@ -34,6 +35,7 @@ PROVIDERS: Dict[str, str] = {
     "lvcreate": "lvm2",
     "lvremove": "lvm2",
     "lvs": "lvm2",
+    "lvresize": "lvm2",
     "vgs": "lvm2",
     "zstd": "zstd",
     "ip": "iproute2 (ip)",

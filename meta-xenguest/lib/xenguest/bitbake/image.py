@@ -16,6 +16,7 @@ from .plan import (  # noqa: F401
     default_disk_size,
     default_kernel,
     default_rootfs_type,
+    default_version,
     has_disk,
     plan_image,
     rootfs_typedep,
@@ -27,7 +28,7 @@ IMAGE_TASK = "do_image_xenguest"
 IMAGE_TYPE = "xenguest"
 #: The functions the class calls by name (xenguest_image_call).
 __all__ = ["build_image", "default_disk_size", "default_kernel", "default_rootfs_type",
-           "has_disk", "rootfs_typedep", "setup_image_task"]
+           "default_version", "has_disk", "rootfs_typedep", "setup_image_task"]
 
 
 #: The library's folders whose modules make images ("" is the package's own);

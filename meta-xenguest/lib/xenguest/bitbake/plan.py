@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..disk.build import disk_commands
 from ..disk.config import DiskConfig, Partition, check_device, parse_size
 from ..errors import XenguestError
-from ..format import layout, netparams
+from ..format import identity, layout, netparams
 from ..operations.options import Edit
 from ..problems import ERROR
 from ..shellvars import is_reserved, valid_name
@@ -25,7 +25,14 @@ KERNEL_DEPLOY = "virtual/kernel:do_deploy"
 #: params.cfg entries that have their own variable.
 OWN_PARAMS = {"GUEST_AUTOBOOT": "XENGUEST_IMAGE_AUTOBOOT",
               netparams.TYPE_PARAM: "XENGUEST_IMAGE_NETWORK_TYPE",
-              netparams.FORWARD_PARAM: "XENGUEST_IMAGE_NETWORK_PORT_FORWARD"}
+              netparams.FORWARD_PARAM: "XENGUEST_IMAGE_NETWORK_PORT_FORWARD",
+              identity.COMPATIBLE_PARAM: "XENGUEST_IMAGE_COMPATIBLE",
+              identity.VERSION_PARAM: "XENGUEST_IMAGE_VERSION"}
+#: The image identity: variable, option, parameter.
+IDENTITY: Tuple[Tuple[str, str, str], ...] = (
+    ("XENGUEST_IMAGE_COMPATIBLE", "--guest-compatible", identity.COMPATIBLE_PARAM),
+    ("XENGUEST_IMAGE_VERSION", "--guest-version", identity.VERSION_PARAM),
+)
 #: Deployed payloads: variable, option.
 PAYLOADS: Tuple[Tuple[str, str], ...] = (
     ("XENGUEST_IMAGE_KERNEL", "--xen-kernel"),
@@ -98,6 +105,12 @@ def default_kernel(d: Any) -> str:
     if setting(d, "INITRAMFS_IMAGE_BUNDLE") == "1":
         return d.expand("${KERNEL_IMAGETYPE}-initramfs-${MACHINE}.bin")
     return d.getVar("KERNEL_IMAGETYPE") or "${KERNEL_IMAGETYPE}"
+
+
+def default_version(d: Any) -> str:
+    """``DISTRO_VERSION`` (what the guest's /etc/os-release calls its version), else
+    ``PV``."""
+    return setting(d, "DISTRO_VERSION") or setting(d, "PV")
 
 
 def _disk_size_mib(d: Any) -> int:
@@ -197,6 +210,11 @@ def _extra_files(d: Any, plan: ImagePlan) -> None:
 
 
 def _params(d: Any, plan: ImagePlan) -> None:
+    for variable, option, param in IDENTITY:
+        value = setting(d, variable)
+        if value:
+            plan.add(variable, option, checked(variable, value, identity.check_value, param,
+                                               value))
     plan.add("XENGUEST_IMAGE_AUTOBOOT", "--set-param",
              "GUEST_AUTOBOOT=" + choice(d, "XENGUEST_IMAGE_AUTOBOOT", ("0", "1")))
     network = choice(d, "XENGUEST_IMAGE_NETWORK_TYPE", netparams.TYPES)

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 from ..errors import UsageError, XenguestError
 from ..manager.config import ManagerConfig, load_config, seconds
 from ..manager.guests import GuestStatus, Manager, Report
+from ..manager.switch import Health
 from . import Command, Help
 from . import main as cli_main
 
@@ -153,6 +154,98 @@ class Create(ManagerCommand):
         return 0
 
 
+def _trial_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a switch to another image: when the new guest is up."""
+    parser.add_argument("--start", action="store_true",
+                        help="start (and check) the guest even if it was not running")
+    parser.add_argument("--health-check", metavar="SCRIPT",
+                        help="a host program run (like an init script) until it exits 0 "
+                             "once the guest has started: it is up")
+    parser.add_argument("--health-timeout", metavar="S", type=_seconds,
+                        help="seconds the health check may take (default 60); without "
+                             "--health-check, how long the guest must keep running")
+    _timeout(parser, "the guest to shut down before it is switched")
+
+
+def _health(args: argparse.Namespace) -> Health:
+    timeout = args.health_timeout
+    if timeout is None:
+        timeout = DEFAULT_HEALTH_TIMEOUT if args.health_check else 0.0
+    script = os.path.abspath(args.health_check) if args.health_check else ""
+    return Health(script, timeout)
+
+
+#: Seconds a health check script may take to pass, unless --health-timeout says.
+DEFAULT_HEALTH_TIMEOUT = 60.0
+
+
+class Update(ManagerCommand):
+    name = "update"
+    helpmsg = "switch a guest to a new image, keeping its data; undone on any failure"
+    description = (
+        "Verify and check IMAGE as create does; it must be for the guest's product\n"
+        "(GUEST_COMPATIBLE) and keep the guest's kept partitions where they are.\n"
+        "Then stop the guest if it runs, save the disk's other ranges aside, write\n"
+        "them from IMAGE, install its configuration, and start the guest again (if\n"
+        "it ran, or with --start): its init.post scripts and the health check must\n"
+        "pass.  Any failure, or a killed command (recovered by the next one), puts\n"
+        "back the previous image, disk and state and starts the old guest again.\n"
+        "The previous image is kept for 'rollback' until the next update or 'commit'."
+    )
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        _add_name(parser)
+        parser.add_argument("image", metavar="IMAGE", help="a xenguest image (file or folder)")
+        parser.add_argument("--force", action="store_true",
+                            help="update even with an image for another product, or one "
+                                 "that no longer keeps a kept partition (its data is lost)")
+        _trial_options(parser)
+
+    def execute(self, manager: Manager, args: argparse.Namespace) -> int:
+        identity = manager.update(args.name, args.image, force=args.force, start=args.start,
+                                  health=_health(args), timeout=args.timeout)
+        print(f"{args.name}: {identity.describe()}")
+        return 0
+
+
+class Rollback(ManagerCommand):
+    name = "rollback"
+    helpmsg = "switch a guest back to its previous image (kept since its last update)"
+    description = (
+        "Like an update to the image the guest had before its last update (or\n"
+        "rollback): the kept partitions keep their data, every other part of the disk\n"
+        "and the configuration are put back as they were.  The image left becomes the\n"
+        "previous one: a second rollback returns to it."
+    )
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        _add_name(parser)
+        _trial_options(parser)
+
+    def execute(self, manager: Manager, args: argparse.Namespace) -> int:
+        manager.rollback(args.name, start=args.start, health=_health(args),
+                         timeout=args.timeout)
+        return 0
+
+
+class Commit(ManagerCommand):
+    name = "commit"
+    helpmsg = "discard the previous image of a guest (no rollback any more)"
+    description = (
+        "Delete the image kept for a rollback since the guest's last update, and the\n"
+        "disk ranges saved with it: the space is freed, a rollback is no longer\n"
+        "possible.  Nothing to discard is not an error."
+    )
+
+    def arguments(self, parser: argparse.ArgumentParser) -> None:
+        _add_name(parser)
+
+    def execute(self, manager: Manager, args: argparse.Namespace) -> int:
+        if not manager.commit(args.name):
+            logging.getLogger(LOGGER).info("guest %s has no previous image", args.name)
+        return 0
+
+
 class Start(ManagerCommand):
     name = "start"
     helpmsg = "start a guest (init.pre, xl create -p, init.d, xl unpause, init.post)"
@@ -231,18 +324,30 @@ def _autoboot_text(status: GuestStatus) -> str:
     return "-" if status.autoboot is None else "yes" if status.autoboot else "no"
 
 
+def _identity_text(item: Dict[str, Any]) -> str:
+    version = item.get("version") or "-"
+    return version + (f" ({item['compatible']})" if item.get("compatible") else "")
+
+
 def _status_details(status: GuestStatus) -> List[str]:
     """The lines of ``status NAME``: the state line, then one line per fact."""
     signer = status.signer
+    previous = status.previous
     facts = [
         ("image", status.image),
+        ("version", _identity_text(status.as_dict())),
         ("created", status.created),
+        ("updated", status.updated or "-"),
+        ("previous", f"{_identity_text(previous)}, {previous['image']} (kept for rollback)"
+         if previous else "-"),
         ("autoboot", _autoboot_text(status)),
         ("network", _network_text(status)),
         ("disk", _disk_text(status)),
         ("signed by", f"{signer['subject']} (SHA-256 fingerprint {signer['fingerprint']})"
          if signer else "- (not verified)"),
     ]
+    if status.switching:
+        facts.append(("switching", f"an {status.switching} is under way"))
     width = max(len(key) for key, _ in facts) + 1
     return [_status_line(status)] + [f"  {key + ':':<{width}} {value}" for key, value in facts]
 
@@ -259,10 +364,10 @@ class List_(ManagerCommand):
         if args.json:
             _print_json([g.as_dict() for g in guests])
             return 0
-        rows = [("NAME", "STATE", "ID", "AUTOBOOT", "DISK")]
+        rows = [("NAME", "STATE", "ID", "AUTOBOOT", "DISK", "VERSION")]
         for g in guests:
             rows.append((g.name, g.state, "-" if g.domid is None else str(g.domid),
-                         _autoboot_text(g), _disk_text(g)))
+                         _autoboot_text(g), _disk_text(g), g.version or "-"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
@@ -379,8 +484,8 @@ def _network_lines(status: Dict[str, Any]) -> List[str]:
 
 
 COMMANDS: List[Command] = [
-    Create(), Start(), Stop(), Destroy(), Remove(), List_(), Status(), Autostart(),
-    ShutdownAll(), Network(), Help(),
+    Create(), Start(), Stop(), Destroy(), Remove(), Update(), Rollback(), Commit(), List_(),
+    Status(), Autostart(), ShutdownAll(), Network(), Help(),
 ]
 
 

@@ -171,7 +171,10 @@ class Check(Command):
         "every member's SHA-256 is recomputed and compared with the manifest (each\n"
         "missing, extra or different member is an error) and each signature must be\n"
         "over the current manifest (whom to trust is 'verify's job).  An image\n"
-        "without a manifest is unverifiable: a warning."
+        "without a manifest is unverifiable: a warning.  With --update-of OLD, what\n"
+        "keeps xenguest-manager from updating a guest made from image OLD with this one\n"
+        "is an error too: another compatible string, a kept partition moved, resized,\n"
+        "reformatted or no longer kept, a disk added or removed."
     )
 
     def setup_parser(self, parser: argparse.ArgumentParser) -> None:
@@ -179,10 +182,13 @@ class Check(Command):
         parser.add_argument("--verify", action="store_true",
                             help="also recompute every digest and check the signatures "
                                  "against the manifest")
+        parser.add_argument("--update-of", metavar="OLD",
+                            help="also check that the image can update a guest made from "
+                                 "image OLD")
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        problems = operations.check(args.image, verify=args.verify)
+        problems = operations.check(args.image, verify=args.verify, update_of=args.update_of)
         errors = sum(p.severity == ERROR for p in problems)
         warnings = sum(p.severity == WARNING for p in problems)
         if args.json:
@@ -408,7 +414,7 @@ def info_text(image: Image) -> str:
     data = operations.info(image)
     rows = [("image", f"{data['image']} ({data['kind']} image, format "
                       f"{data['format_version']}, {human_size(data['total_size'])})")]
-    for key in ("name", "type", "memory", "vcpus"):
+    for key in ("name", "compatible", "version", "type", "memory", "vcpus"):
         value = data[key]
         rows.append((key, "-" if value is None else f"{value}{' MB' if key == 'memory' else ''}"))
     for key in ("kernel", "device_tree", "ramdisk"):
@@ -423,7 +429,8 @@ def info_text(image: Image) -> str:
         for part in disk["partitions"]:
             rows.append((f"  partition {part['number']}",
                          f"{part['size']} {part['fs'] or '(no filesystem)'} "
-                         f"{part['content'] or '(empty)'}"))
+                         f"{part['content'] or '(empty)'}"
+                         + (" (kept across updates)" if part["keep"] else "")))
     else:
         rows.append(("disk", "none"))
     for stage, scripts in data["init"].items():

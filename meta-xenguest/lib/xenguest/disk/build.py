@@ -26,6 +26,10 @@ after its partition table was found to be the one the description asks for;
 zero blocks are skipped on a target that reads as zeros.  Its size must be the
 disk's, exactly.
 
+An update keeps the partitions marked ``keep`` (``DISK_KEEP``): they are
+neither formatted nor filled, and a prebuilt disk is written around them — its
+table, its other partitions and the gaps — so the guest's data stays.
+
 With a :class:`~.identity.DiskIdentity` every identifier and time the tools
 write is derived: the same description and content give the same bytes.
 """
@@ -36,7 +40,8 @@ import logging
 import os
 import tarfile
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, ContextManager, Dict, Iterator, List, Optional, Set, Tuple
+from typing import (BinaryIO, Callable, Collection, ContextManager, Dict, Iterator, List,
+                    Optional, Sequence, Set, Tuple)
 
 from ..errors import DiskError, step
 from ..fsutil import naming
@@ -47,12 +52,12 @@ from .config import DiskConfig, content_compression, content_kind, disk_bytes
 from .identity import DiskIdentity
 from .prebuilt import TableEntry, table_problem
 from .populate import ExtPopulator, VfatPopulator, make_scratch, populate, remove_scratch
+from .regions import CHUNK, Range, complement, copy_bytes, data_extents, write_all
 
 log = logging.getLogger("xenguest.manager")
 
 MIB = 1 << 20
 SECTOR = 512
-CHUNK = 1024 * 1024
 #: msdos partition type of each filesystem ("" = not formatted).
 TYPE_CODES = {"": "83", "ext2": "83", "ext3": "83", "ext4": "83", "vfat": "c", "swap": "82"}
 _ZEROS = bytes(CHUNK)
@@ -194,16 +199,24 @@ class Provisioner:
         self.identity = identity
         self.env: Dict[str, str] = identity.environment() if identity else {}
 
-    def provision(self, plan: DiskPlan, target: str) -> None:
+    def provision(self, plan: DiskPlan, target: str, keep: Collection[int] = ()) -> None:
+        """Write *plan* into *target*; the partitions numbered in *keep* are left as
+        they are (an update keeps their data): a prebuilt disk is written around
+        them, and a built disk's table names them."""
+        for part in plan.partitions:
+            if part.number in keep:
+                log.info("keeping %s", part.describe())
         if plan.prebuilt:
             with step(f"the prebuilt disk {plan.prebuilt}", DiskError):
-                self.write_prebuilt(plan, target)
+                self.write_prebuilt(plan, target, keep)
         elif plan.partitions:
             label_id = self.identity.disk_id() if self.identity else None
             with step("write the partition table", DiskError):
                 self.host.run("sfdisk", ["--no-reread", "--no-tell-kernel", "-q", target],
                               input=sfdisk_script(plan, label_id).encode())
         for part in plan.partitions if not plan.prebuilt else ():
+            if part.number in keep:
+                continue
             with step(part.describe(), DiskError):
                 self.partition(part, target)
         with step("flush the disk", DiskError):
@@ -253,8 +266,8 @@ class Provisioner:
                 uuid = ["-U", self.identity.uuid("uuid", part.number)] if self.identity else []
                 self.host.run("mkswap", [*uuid, area], env=self.env)
                 with _open_target(target) as out:
-                    for start, end in _data_extents(fd, part.size):
-                        _copy_range(fd, start, out, part.start + start, end - start)
+                    for start, length in data_extents(fd, 0, part.size):
+                        copy_bytes(fd, start, out, part.start + start, length)
             finally:
                 os.close(fd)
         finally:
@@ -276,18 +289,22 @@ class Provisioner:
                 written += len(chunk)
         log.info("wrote %d bytes of %s into partition %d", written, part.content, part.number)
 
-    def write_prebuilt(self, plan: DiskPlan, target: str) -> None:
-        """Write the (decompressed) prebuilt disk over the whole target once its
-        partition table is the planned one; its size must be the disk's."""
+    def write_prebuilt(self, plan: DiskPlan, target: str, keep: Collection[int] = ()) -> None:
+        """Write the (decompressed) prebuilt disk over the target once its partition
+        table is the planned one; its size must be the disk's.  The bytes of the
+        partitions numbered in *keep* are not written: the target's stay."""
+        kept = [(p.start, p.size) for p in plan.partitions if p.number in keep]
         program = program_needed(content_compression(plan.prebuilt))
-        if self.zeroed and program:
+        if self.zeroed and program and not kept:
             self._prebuilt_by_program(plan, target, self.host.which(program))
         else:
-            self._prebuilt_by_stream(plan, target)
+            self._prebuilt_by_stream(plan, target, complement(plan.size, kept))
         log.info("wrote the prebuilt disk %s (%d bytes)", plan.prebuilt, plan.size)
 
-    def _prebuilt_by_stream(self, plan: DiskPlan, target: str) -> None:
-        """Check the table in the first chunk, then write chunk by chunk."""
+    def _prebuilt_by_stream(self, plan: DiskPlan, target: str,
+                            ranges: Sequence[Range]) -> None:
+        """Check the table in the first chunk, then write chunk by chunk what falls
+        in *ranges* (start, length)."""
         name = plan.prebuilt
         written = 0
         with self._content(name) as stream, _open_target(target) as fd:
@@ -299,7 +316,7 @@ class Provisioner:
                     self._check_table(plan, chunk)
                 if written + len(chunk) > plan.size:
                     raise DiskError(f"{name} is larger than the disk ({plan.size} bytes)")
-                _write_data(fd, chunk, written, self.zeroed)
+                _write_within(fd, chunk, written, ranges, self.zeroed)
                 written += len(chunk)
         if written != plan.size:
             raise DiskError(f"{name} holds {written} bytes, the disk has {plan.size}")
@@ -365,7 +382,7 @@ def _open_target(target: str) -> Iterator[int]:
 def _write_data(fd: int, chunk: bytes, offset: int, zeroed: bool) -> None:
     """Write *chunk* at *offset*; on a *zeroed* target, leave out its zero blocks."""
     if not zeroed:
-        _pwrite_all(fd, chunk, offset)
+        write_all(fd, chunk, offset)
         return
     if chunk == _ZEROS[:len(chunk)]:
         return
@@ -374,44 +391,19 @@ def _write_data(fd: int, chunk: bytes, offset: int, zeroed: bool) -> None:
         block = chunk[pos:pos + SPARSE_BLOCK]
         if block == _ZEROS[:len(block)]:
             if start is not None:
-                _pwrite_all(fd, chunk[start:pos], offset + start)
+                write_all(fd, chunk[start:pos], offset + start)
                 start = None
         elif start is None:
             start = pos
     if start is not None:
-        _pwrite_all(fd, chunk[start:], offset + start)
+        write_all(fd, chunk[start:], offset + start)
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
-
-
-def _data_extents(fd: int, size: int) -> Iterator[Tuple[int, int]]:
-    """(start, end) of the written regions of a sparse file (all of it without SEEK_DATA)."""
-    if not hasattr(os, "SEEK_DATA"):
-        yield 0, min(size, 64 * 1024)
-        return
-    pos = 0
-    while pos < size:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError:  # ENXIO: no data after pos
-            return
-        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
-        yield start, end
-        pos = end
-
-
-def _copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> None:
-    while length > 0:
-        chunk = os.pread(src, min(CHUNK, length), src_offset)
-        if not chunk:
-            raise DiskError("short read while copying the swap header")
-        _pwrite_all(dst, chunk, dst_offset)
-        src_offset += len(chunk)
-        dst_offset += len(chunk)
-        length -= len(chunk)
+def _write_within(fd: int, chunk: bytes, offset: int, ranges: Sequence[Range],
+                  zeroed: bool) -> None:
+    """Write the parts of *chunk* (at *offset*) that fall in *ranges* (start, length)."""
+    end = offset + len(chunk)
+    for start, length in ranges:
+        first, last = max(start, offset), min(start + length, end)
+        if first < last:
+            _write_data(fd, chunk[first - offset:last - offset], first, zeroed)

@@ -1,12 +1,17 @@
 """The guest disk description: ``disk.cfg`` and the payload files in ``disk/``.
 
-``disk.cfg`` holds ``DISK_SIZE``, ``DISK_DEVICE`` and ``DISK_PART1`` .. ``DISK_PART4``
-(``"SIZE:FS:CONTENT"``); other keys are kept untouched.  A prebuilt disk — the
+``disk.cfg`` holds ``DISK_SIZE``, ``DISK_DEVICE``, ``DISK_PART1`` .. ``DISK_PART4``
+(``"SIZE:FS:CONTENT"``) and ``DISK_KEEP`` (the numbers of the partitions whose data
+survives an update of the guest, separated by spaces: a key of its own, because
+the earlier tool and this project's earlier versions read exactly three fields in
+``DISK_PART<N>``); other keys are kept untouched.  A prebuilt disk — the
 whole disk, already built from that description — is named by
 ``DISK_PREBUILT`` (a file in ``disk/``: ``.img``, or ``.img.zst`` whose zstd
 header records its size) with ``DISK_PREBUILT_FROM``, the
 :func:`~xenguest.disk.identity.description_digest` of the description and content
 it was built from; tools that know neither key ignore them and build the disk.
+An update writes a prebuilt disk's bytes everywhere except over the partitions
+it keeps (see :mod:`xenguest.disk.build`).
 
 Units (the earlier tool's convention, which images in the field rely on):
 M = MiB (1048576 bytes); G = 1000 MiB; a bare number = G.  So ``4``, ``4G`` and
@@ -20,7 +25,7 @@ image is written raw over the partition.
 """
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Collection, Dict, List, Optional, Tuple, TypeVar
 
 from ..errors import DiskConfigError
@@ -43,6 +48,9 @@ T = TypeVar("T")
 _SIZE_RE = re.compile(r"([0-9]+)([MmGg]?)")
 _CONTENT_RE = re.compile(r"[A-Za-z0-9._+-]+")
 _PART_KEY_RE = re.compile(r"DISK_PART([0-9]+)")
+KEEP_KEY = "DISK_KEEP"
+#: The suffix of a kept partition in ``--disk-add-part``.
+KEEP_FLAG = "keep"
 PREBUILT_KEY = "DISK_PREBUILT"
 PREBUILT_FROM_KEY = "DISK_PREBUILT_FROM"
 #: Name endings of a prebuilt disk: raw, or zstd (its header records the size).
@@ -164,12 +172,14 @@ def _parse_fs(text: str) -> str:
 
 @dataclass
 class Partition:
-    """One partition: number 1-4, size in MiB (> 0), filesystem ("" = none), content."""
+    """One partition: number 1-4, size in MiB (> 0), filesystem ("" = none), content,
+    and whether its data survives updates (*keep*)."""
 
     number: int
     size_mib: int
     fs: str = ""
     content: str = ""
+    keep: bool = False
 
     @classmethod
     def parse(cls, number: int, spec: str) -> "Partition":
@@ -191,14 +201,18 @@ class Partition:
 
     @classmethod
     def parse_option(cls, text: str) -> "Partition":
-        """Read ``NUM:SIZE:FS:CONTENT`` (the ``--disk-add-part`` value)."""
+        """Read ``NUM:SIZE:FS:CONTENT[:keep]`` (the ``--disk-add-part`` value)."""
         number_text, _, spec = text.partition(":")
-        if text.count(":") != 3 or not re.fullmatch(r"[0-9]{1,3}", number_text):
+        keep = text.count(":") == 4 and spec.endswith(":" + KEEP_FLAG)
+        if keep:
+            spec = spec[:-len(KEEP_FLAG) - 1]
+        if spec.count(":") != 2 or not re.fullmatch(r"[0-9]{1,3}", number_text):
             raise DiskConfigError(
-                f"invalid partition {text!r}: expected NUM:SIZE:FS:CONTENT with NUM 1 to 4 "
-                "(FS and CONTENT may be empty)"
+                f"invalid partition {text!r}: expected NUM:SIZE:FS:CONTENT or "
+                f"NUM:SIZE:FS:CONTENT:{KEEP_FLAG} with NUM 1 to 4 (FS and CONTENT may be empty)"
             )
-        return _in_key_prefix(f"invalid partition {text!r}", cls.parse, int(number_text), spec)
+        part = _in_key_prefix(f"invalid partition {text!r}", cls.parse, int(number_text), spec)
+        return replace(part, keep=keep)
 
     def spec(self) -> str:
         """The ``SIZE:FS:CONTENT`` form written in disk.cfg."""
@@ -217,6 +231,7 @@ class Partition:
             "size": format_size(self.size_mib),
             "fs": self.fs,
             "content": self.content,
+            "keep": self.keep,
         }
 
 
@@ -249,6 +264,10 @@ class DiskConfig:
             number = int(match.group(1))
             if value:
                 result.partitions[number] = _in_key(key, Partition.parse, number, value)
+        for number in _in_key(KEEP_KEY, _kept_numbers, vars.get(KEEP_KEY) or ""):
+            if number not in result.partitions:
+                raise DiskConfigError(f"{SOURCE}: {KEEP_KEY}: partition {number} is not defined")
+            result.partitions[number].keep = True
         result.prebuilt = _in_key(PREBUILT_KEY, _optional, check_prebuilt_name,
                                   vars.get(PREBUILT_KEY))
         result.prebuilt_from = _in_key(PREBUILT_FROM_KEY, _optional, check_description_digest,
@@ -282,8 +301,14 @@ class DiskConfig:
         for number in sorted(self.partitions):
             part = self.partitions[number]
             old = vars.get(part.key)
-            if old is None or _partition_or_none(number, old) != part:
+            if old is None or _partition_or_none(number, old) != replace(part, keep=False):
                 vars.set(part.key, part.spec())
+        kept = [n for n in sorted(self.partitions) if self.partitions[n].keep]
+        old_keep = vars.get(KEEP_KEY)
+        if not kept and old_keep is not None:
+            vars.remove(KEEP_KEY)
+        elif kept and (old_keep is None or _kept_or_none(old_keep) != kept):
+            vars.set(KEEP_KEY, " ".join(str(n) for n in kept))
         if self.prebuilt:
             check_prebuilt_name(self.prebuilt)
             check_description_digest(self.prebuilt_from)
@@ -392,7 +417,8 @@ def _check_partition(number: int, part: Partition) -> None:
         raise DiskConfigError(f"partition {part.number} is stored as partition {number}")
     if part.size_mib <= 0:
         raise DiskConfigError(f"partition {number}: the partition size must be above 0")
-    if _in_key_prefix(f"partition {number}", Partition.parse, number, part.spec()) != part:
+    parsed = _in_key_prefix(f"partition {number}", Partition.parse, number, part.spec())
+    if replace(parsed, keep=part.keep) != part:
         raise DiskConfigError(f"partition {number}: invalid filesystem {part.fs!r}")
 
 
@@ -406,6 +432,23 @@ def _size_or_none(text: str) -> Optional[int]:
         return 0
     try:
         return parse_size(text)
+    except DiskConfigError:
+        return None
+
+
+def _kept_numbers(text: str) -> List[int]:
+    """The partition numbers of a DISK_KEEP value, sorted."""
+    numbers = set()
+    for word in text.split():
+        if word not in ("1", "2", "3", "4"):
+            raise DiskConfigError(f"{word!r} is not a partition number (1 to 4)")
+        numbers.add(int(word))
+    return sorted(numbers)
+
+
+def _kept_or_none(text: str) -> Optional[List[int]]:
+    try:
+        return _kept_numbers(text)
     except DiskConfigError:
         return None
 

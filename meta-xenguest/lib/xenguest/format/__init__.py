@@ -12,6 +12,7 @@
   against it; :mod:`.signing` — its signatures;
 * :mod:`.pinned` — reading a verified image only as it was verified;
 * :mod:`.netparams` — the network parameters of params.cfg;
+* :mod:`.identity` — the image's compatible string and version (params.cfg);
 * :mod:`.image` — the image model that every operation edits and commits.
 
 Imports: the foundations.

@@ -13,11 +13,15 @@ The package is split by concern:
 * :mod:`.natconf` — the text of the nftables table and dnsmasq configuration;
 * :mod:`.state` — the state folder, guest records and per-guest locks;
 * :mod:`.base` — what every operation on one guest needs (lock, disk backend,
-  removing a stopped guest);
+  start, stop, removing a stopped guest);
 * :mod:`.guests` — the operations: create, start, stop, remove, list, ...;
 * :mod:`.deploy` — making a guest from an image (verify, check, build,
   roll back), loaded only by the commands that make guests; the disk itself
-  is built by :mod:`xenguest.disk.build`.
+  is built by :mod:`xenguest.disk.build`;
+* :mod:`.switch` — moving a guest to another image (update, rollback),
+  journaled step by step, and recovering a switch a killed command left;
+* :mod:`.update` — what an update checks before it switches a guest to a new
+  image, loaded only by ``update``.
 
 Imports: the foundations, xl, format, disk, operations.
 """

@@ -14,6 +14,14 @@ A disk is *reserved* first — its record, saved in the guest folder before
 anything exists — then *allocated*: a create killed at any moment leaves a
 record naming everything it may have made, and the next create frees it.
 
+An update (:mod:`.switch`) keeps the replaced bytes of a disk in a *store* of
+the same backend, reserved and allocated the same way: ``saved.img``, a sparse
+file in the update's folder, or a volume ``LV+<8 hex digits>`` beside the
+guest's (a ``+`` no guest name holds), tagged like any other.  It resizes the
+disk (a file exactly; a volume only grows, and shrinks back to its exact
+former size when an update is undone) and clears the replaced ranges of a file
+(``fallocate --punch-hole``) so that they read as zeros and take no space.
+
 Both are attached with the same xl disk line (``format=raw``, ``vdev=xvda``).
 """
 
@@ -25,10 +33,14 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from ..disk.config import DiskConfig
+from ..disk.regions import Range, punch
 from ..programs import CommandError, Host
 from . import ManagerError
 from .config import ManagerConfig
 from .state import DISK_FILE
+
+#: The store of an update's saved bytes (file backend), in the update's folder.
+STORE_FILE = "saved.img"
 
 log = logging.getLogger("xenguest.manager")
 
@@ -76,9 +88,36 @@ class DiskBackend(abc.ABC):
     def free(self, record: Dict[str, Any], guest_dir: str) -> None:
         """Release a recorded disk (nothing happens if it is already gone)."""
 
+    # -- what updates need -------------------------------------------------------
+
+    def switch_commands(self) -> Set[str]:
+        """The external commands an update or a rollback needs."""
+        return self.commands()
+
+    @abc.abstractmethod
+    def reserve_store(self, disk: Dict[str, Any], size: int) -> Dict[str, Any]:
+        """The record of a store of *size* bytes for the saved ranges of disk *disk*."""
+
+    @abc.abstractmethod
+    def disk_bytes(self, record: Dict[str, Any], guest_dir: str) -> int:
+        """The size of a recorded disk as it is, in bytes."""
+
+    @abc.abstractmethod
+    def resize(self, record: Dict[str, Any], guest_dir: str, size: int, exact: bool) -> None:
+        """Make a recorded disk *size* bytes long; without *exact*, a disk that cannot
+        be given any size (a volume) is only grown if it is smaller."""
+
+    def clear(self, record: Dict[str, Any], guest_dir: str, ranges: List[Range]) -> bool:
+        """Make *ranges* of a recorded disk read as zeros if that is cheap; return
+        whether it was done."""
+        return False
+
 
 class FileBackend(DiskBackend):
     name = "file"
+
+    def __init__(self, host: Optional[Host] = None) -> None:
+        self.host = host or Host()
 
     def reserve(self, guest: str, disk: DiskConfig, size: int) -> Dict[str, Any]:
         if disk.device:
@@ -103,6 +142,22 @@ class FileBackend(DiskBackend):
             os.unlink(self.target(record, guest_dir))
         except FileNotFoundError:
             pass
+
+    def switch_commands(self) -> Set[str]:
+        return {"fallocate"}
+
+    def reserve_store(self, disk: Dict[str, Any], size: int) -> Dict[str, Any]:
+        return {"backend": self.name, "file": STORE_FILE, "size": size}
+
+    def disk_bytes(self, record: Dict[str, Any], guest_dir: str) -> int:
+        return os.path.getsize(self.target(record, guest_dir))
+
+    def resize(self, record: Dict[str, Any], guest_dir: str, size: int, exact: bool) -> None:
+        os.truncate(self.target(record, guest_dir), size)
+
+    def clear(self, record: Dict[str, Any], guest_dir: str, ranges: List[Range]) -> bool:
+        punch(self.host, self.target(record, guest_dir), ranges)
+        return True
 
 
 class LvmBackend(DiskBackend):
@@ -152,6 +207,30 @@ class LvmBackend(DiskBackend):
         return {"backend": self.name, "vg": self.group_for(disk), "lv": self.lv_prefix + guest,
                 "tag": f"xenguest-{os.urandom(16).hex()}", "path": "", "size": size}
 
+    def switch_commands(self) -> Set[str]:
+        return self.commands() | {"lvresize"}
+
+    def reserve_store(self, disk: Dict[str, Any], size: int) -> Dict[str, Any]:
+        return {"backend": self.name, "vg": disk["vg"],
+                "lv": f"{disk['lv']}+{os.urandom(4).hex()}",
+                "tag": f"xenguest-{os.urandom(16).hex()}", "path": "", "size": size}
+
+    def disk_bytes(self, record: Dict[str, Any], guest_dir: str) -> int:
+        result = self.host.run("lvs", ["--noheadings", "--units", "b", "--nosuffix",
+                                       "-o", "lv_size", f"{record['vg']}/{record['lv']}"])
+        size = result.stdout.strip()
+        if not size.isdigit():
+            raise ManagerError(f"lvs shows no size for {record['vg']}/{record['lv']}: "
+                               f"{size!r}")
+        return int(size)
+
+    def resize(self, record: Dict[str, Any], guest_dir: str, size: int, exact: bool) -> None:
+        current = self.disk_bytes(record, guest_dir)
+        if current == size or (current > size and not exact):
+            return
+        wanted = f"{size}b" if exact else f"{-(-size // MIB)}m"
+        self.host.run("lvresize", ["--force", "-L", wanted, f"{record['vg']}/{record['lv']}"])
+
     def allocate(self, record: Dict[str, Any], folder: str) -> Allocation:
         vg, lv = record["vg"], record["lv"]
         mib = -(-record["size"] // MIB)
@@ -191,7 +270,7 @@ class LvmBackend(DiskBackend):
 def backend_named(name: str, config: ManagerConfig, host: Host) -> DiskBackend:
     """The backend called *name* (``file`` or ``lvm``) with the settings of *config*."""
     if name == "file":
-        return FileBackend()
+        return FileBackend(host)
     if name == "lvm":
         return LvmBackend(host, config.volume_group, config.lv_prefix)
     raise ManagerError(f"unknown disk backend {name!r}")

@@ -82,6 +82,11 @@ def read_params_file(guest_dir: str) -> ShellVarFile:
     return ShellVarFile.parse(_read_text(guest_dir, layout.PARAMS), layout.PARAMS)
 
 
+def read_disk_file(guest_dir: str) -> ShellVarFile:
+    """The guest's disk.cfg (never sourced)."""
+    return ShellVarFile.parse(_read_text(guest_dir, layout.DISK_CFG), layout.DISK_CFG)
+
+
 def build_config(documents: List[xlcfg.XlConfig], name: str, guest_dir: str,
                  disk_target: Optional[str], vif: Optional[str]) -> str:
     """The text of the xl configuration guest *name* is started with; *vif* is its

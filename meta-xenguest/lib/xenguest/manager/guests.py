@@ -1,26 +1,32 @@
-"""The guest operations: create, start, stop, destroy, remove, list, status,
-autostart and shutdown-all.
+"""The guest operations: create, start, stop, destroy, remove, update, rollback,
+commit, list, status, autostart and shutdown-all.
 
-Every operation on one guest holds that guest's lock.  Making a guest from an
-image is in :mod:`xenguest.manager.deploy`, loaded only when a guest is made.
+Every operation on one guest holds that guest's lock, and first recovers what a
+killed update or rollback of the guest left (:func:`.switch.recover`); list,
+status and autostart recover every such guest whose lock is free.  Making a
+guest from an image is in :mod:`.deploy`, updating one in :mod:`.update`:
+loaded only when a guest is made or updated.
 """
 
+import contextlib
 import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import XenguestError
-from . import ManagerError, step
+from ..format.identity import Identity, identity_of
+from . import ManagerError
 from .base import IMAGE_SUFFIX, GuestHost
-from .guestcfg import GuestParams, build_config, read_params, read_params_file, read_xl_documents
-from .guestnet import assign_nic, vif_spec
-from .initscripts import MANAGER_VARS, StartPlan, base_environment, script_stages, start_sequence
-from .state import CONFIG_FILE, GuestRecord, write_atomic
+from .guestcfg import read_params, read_params_file
+from .initscripts import MANAGER_VARS
+from .state import read_journal, read_record_if_any
+from .switch import OLD, Health, commit, recover, rollback
 from .toolstack import Domain
 
 log = logging.getLogger("xenguest.manager")
+
 
 @dataclass
 class GuestStatus:
@@ -38,6 +44,15 @@ class GuestStatus:
     signer: Optional[Dict[str, str]] = None
     #: The guest's network addresses ({"mac", "ipv4"}), once it has started.
     nic: Optional[Dict[str, str]] = None
+    #: The identity of its image (GUEST_COMPATIBLE, GUEST_VERSION), None where absent.
+    compatible: Optional[str] = None
+    version: Optional[str] = None
+    #: When it last changed image (update, rollback), None if never.
+    updated: Optional[str] = None
+    #: The image kept for a rollback ({"image", "compatible", "version"}), or None.
+    previous: Optional[Dict[str, Any]] = None
+    #: "update" or "rollback" while one is under way, else None.
+    switching: Optional[str] = None
 
     def as_dict(self) -> Dict[str, Any]:
         return dict(self.__dict__)
@@ -55,6 +70,26 @@ class Report:
 class Manager(GuestHost):
     """The operations, with the settings, the host's commands and a toolstack."""
 
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold guest *name*'s lock, after recovering a switch a killed command left."""
+        with super().lock(name):
+            recover(self, name)
+            yield
+
+    def recover_all(self) -> None:
+        """Recover every guest's interrupted switch whose lock is free (a busy one is
+        under way); a failure is logged."""
+        for name in self.state.switching():
+            try:
+                with self.state.lock(name, 0.0):
+                    try:
+                        recover(self, name)
+                    except XenguestError as e:
+                        log.warning("guest %s: %s", name, e.message)
+            except ManagerError:  # busy: the command doing it is at work
+                log.debug("guest %s: a switch is under way", name)
+
     # -- create ----------------------------------------------------------------
 
     def create(self, image_path: str, name: Optional[str] = None,
@@ -69,72 +104,27 @@ class Manager(GuestHost):
     def start(self, name: str) -> int:
         """Start guest *name* through the init sequence; return its domain ID."""
         with self.lock(name):
-            record = self.state.load(name)
-            domid = self.toolstack.domid(name)
-            if domid is not None:
-                raise ManagerError(f"guest {name} is already running (domain ID {domid})")
-            guest_dir = self.state.guest_dir(name)
-            with step(f"read the configuration of guest {name}"):
-                documents = read_xl_documents(guest_dir)
-                params = read_params(read_params_file(guest_dir), MANAGER_VARS)
-            nic = self._assign_nic(record, params.network)
-            target = None
-            if record.disk:
-                target = self.backend(record.disk).target(record.disk, guest_dir)
-                if not os.path.exists(target):
-                    raise ManagerError(f"the disk of guest {name} is missing: {target}")
-            config_path = os.path.join(guest_dir, CONFIG_FILE)
-            vif = vif_spec(params.network, nic, self.config) if nic else None
-            with step("write the xl configuration"):
-                text = build_config(documents, name, guest_dir, target, vif)
-                write_atomic(config_path, text)
-            plan = StartPlan(name, guest_dir, config_path, params.items,
-                             script_stages(guest_dir, self.config.host_scripts),
-                             self.config.script_timeout, base_environment(os.environ))
-            log.info("starting guest %s", name)
-            domid = start_sequence(
-                self.toolstack, plan, lambda n: self._destroy_and_release(n, nic),
-                lambda: self._check_network(name, params))
+            domid = self.start_locked(name)
         log.info("guest %s started (domain ID %d)", name, domid)
         return domid
 
-    def _assign_nic(self, record: GuestRecord, kind: str) -> Optional[Dict[str, str]]:
-        """The addresses of the guest of *record* (chosen and recorded at its first start)."""
-        if kind == "none":
-            return None
-        with self.state.addresses_lock(self.config.lock_timeout):
-            others = []
-            for other in self.state.names():
-                if other != record.name:
-                    try:
-                        nic = self.state.load(other).nic
-                    except XenguestError as e:
-                        log.warning("guest %s: %s", other, e.message)
-                        continue
-                    if nic:
-                        others.append(nic)
-            nic = assign_nic(record.name, kind, self.config.nat_address, record.nic, others)
-            if nic != record.nic:
-                record.nic = nic
-                with step(f"record the network addresses of guest {record.name}"):
-                    self.state.save(self.state.guest_dir(record.name), record)
-        return nic
+    # -- update, rollback, commit -----------------------------------------------
 
-    def _check_network(self, name: str, params: GuestParams) -> None:
-        """What the guest's network needs of the host (after init.pre, before xl create)."""
-        if params.network == "bridge" and not self.toolstack.bridge_exists(self.config.bridge):
-            raise ManagerError(f"guest {name} needs network bridge {self.config.bridge}, "
-                               "which does not exist on this host")
-        if params.network == "nat":
-            problem = self.nat.problem(self.toolstack.bridge_exists(self.config.nat_bridge)) \
-                or self.nat.conflicts(name, params.forwards)
-            if problem:
-                raise ManagerError(f"guest {name}: {problem}")
+    def update(self, name: str, image_path: str, force: bool = False, start: bool = False,
+               health: Optional[Health] = None, timeout: Optional[float] = None) -> Identity:
+        """Switch guest *name* to a new image, keeping its kept partitions' data."""
+        from .update import Updater  # the image library loads only when guests are made
 
-    def _destroy_and_release(self, name: str, nic: Optional[Dict[str, str]]) -> bool:
-        destroyed = self._destroy(name)
-        self._release(name, nic)
-        return destroyed
+        return Updater(self).update(name, image_path, force, start, health, timeout)
+
+    def rollback(self, name: str, start: bool = False, health: Optional[Health] = None,
+                 timeout: Optional[float] = None) -> None:
+        """Switch guest *name* back to its previous image."""
+        rollback(self, name, start, health, timeout)
+
+    def commit(self, name: str) -> bool:
+        """Discard the previous image of *name*; whether there was one."""
+        return commit(self, name)
 
     # -- stop, destroy, remove -------------------------------------------------
 
@@ -144,41 +134,13 @@ class Manager(GuestHost):
         timeout = self.config.stop_timeout if timeout is None else timeout
         with self.lock(name):
             self.state.load(name)
-            self._stop_locked(name, timeout, kill, wait)
-
-    def _stop_locked(self, name: str, timeout: float, kill: bool, wait: bool = True) -> None:
-        self._stop_domain(name, timeout, kill, wait)
-        if wait:
-            self._release(name, self.state.load(name).nic)
-
-    def _stop_domain(self, name: str, timeout: float, kill: bool, wait: bool) -> None:
-        if self.toolstack.domid(name) is None:
-            raise ManagerError(f"guest {name} is not running")
-        log.info("shutting down guest %s", name)
-        try:
-            self.toolstack.shutdown(name)
-        except XenguestError as e:
-            if not kill:
-                raise ManagerError(f"xl shutdown {name}: {e.message} (--kill destroys it)")
-            log.warning("graceful shutdown of %s failed (%s): destroying it", name, e.message)
-            self._destroy(name)
-            return
-        if not wait:
-            return
-        if self._wait_gone(name, timeout):
-            log.info("guest %s stopped", name)
-            return
-        if not kill:
-            raise ManagerError(f"guest {name} did not shut down within {timeout:g} s "
-                               "(use --kill to destroy it)")
-        log.warning("guest %s did not shut down within %g s: destroying it", name, timeout)
-        self._destroy(name)
+            self.stop_locked(name, timeout, kill, wait)
 
     def destroy(self, name: str) -> None:
         """Stop guest *name* at once (``xl destroy``)."""
         with self.lock(name):
             record = self.state.load(name)
-            if not self._destroy_and_release(name, record.nic):
+            if not self.destroy_and_release(name, record.nic):
                 raise ManagerError(f"guest {name} is not running")
 
     def remove(self, name: str, timeout: Optional[float] = None) -> None:
@@ -186,8 +148,8 @@ class Manager(GuestHost):
         with self.lock(name):
             self.state.load(name)
             if self.toolstack.domid(name) is not None:
-                self._stop_locked(name, self.config.stop_timeout if timeout is None
-                                  else timeout, kill=True)
+                self.stop_locked(name, self.config.stop_timeout if timeout is None
+                                 else timeout, kill=True)
             self.remove_locked(name)
         log.info("guest %s removed", name)
 
@@ -202,26 +164,55 @@ class Manager(GuestHost):
 
     def status(self, name: Optional[str] = None) -> List[GuestStatus]:
         """The status of guest *name*, or of every guest."""
+        self.recover_all()
         names = [name] if name else self.state.names()
         domains = self._domains()
         result = []
         for guest in names:
-            record = self.state.load(guest)
+            folder = self._folder(guest)
+            record = read_record_if_any(folder) or self.state.load(guest)
             domain = None if domains is None else domains.get(guest)
             state = "unknown" if domains is None else domain.state if domain else "stopped"
+            autoboot, identity = self._settings(guest, folder)
+            switching = guest in self.state.switching()
             result.append(GuestStatus(
                 guest, state, domain.domid if domain else None,
-                self._autoboot(guest), record.image, record.created, record.network,
-                record.disk, record.extra.get("signer"), record.nic))
+                autoboot, record.image, record.created, record.network,
+                record.disk, record.extra.get("signer"), record.nic,
+                identity.compatible or None, identity.version or None, record.updated or None,
+                self._previous(guest), self._switch_kind(guest) if switching else None))
         return result
 
-    def _autoboot(self, name: str) -> Optional[bool]:
+    def _folder(self, name: str) -> str:
+        """Where guest *name*'s configuration is: its folder, or for a moment during a
+        switch, the switch's copy of it."""
+        if self.state.exists(name):
+            return self.state.guest_dir(name)
+        return os.path.join(self.state.switch_dir(name), OLD)
+
+    def _settings(self, name: str, folder: str) -> Tuple[Optional[bool], Identity]:
+        """(GUEST_AUTOBOOT, identity) of the configuration in *folder*."""
         try:
-            params = read_params_file(self.state.guest_dir(name))
-            return read_params(params, MANAGER_VARS).autoboot
+            params = read_params_file(folder)
+            return read_params(params, MANAGER_VARS).autoboot, identity_of(params)
         except XenguestError as e:
             log.warning("guest %s: %s", name, e.message)
+            return None, Identity()
+
+    def _previous(self, name: str) -> Optional[Dict[str, Any]]:
+        folder = os.path.join(self.state.previous_dir(name), OLD)
+        record = read_record_if_any(folder)
+        if record is None:
             return None
+        _, identity = self._settings(name, folder)
+        return dict(image=record.image, **identity.as_dict())
+
+    def _switch_kind(self, name: str) -> str:
+        try:
+            journal = read_journal(self.state.switch_dir(name))
+        except XenguestError:
+            journal = None
+        return journal.kind if journal else "update"
 
     # -- boot integration ------------------------------------------------------
 
@@ -250,6 +241,7 @@ class Manager(GuestHost):
         from .deploy import name_for_image  # the image library loads only when guests are made
 
         report = Report()
+        self.recover_all()
         existing = set(self.state.names())
         for stem, path in self.discover():
             try:

@@ -9,10 +9,14 @@ Layout below the state folder (``/var/lib/xenguest`` by default)::
     guests/NAME/xl.cfg            the xl configuration of the last start
     guests/.NAME.partial/         a guest being created (renamed to NAME at the end)
     guests/.NAME.removing/        a guest being deleted
+    guests/.NAME.switch/          an update or rollback under way (see .switch)
+    guests/.NAME.previous/        the image before the last update, kept for rollback
     locks/NAME.lock               serializes commands on guest NAME
 
-A guest exists when ``guests/NAME/xenguest-manager.json`` exists.  Lock files
-are never deleted (deleting a lock file others wait on would break the lock).
+A guest exists when ``guests/NAME/xenguest-manager.json`` exists, or while an
+update or rollback of it is under way (its folder is renamed for a moment).
+Lock files are never deleted (deleting a lock file others wait on would break
+the lock).
 """
 
 import errno
@@ -38,6 +42,10 @@ LOCKS = "locks"
 RECORD = HOST_RECORD
 DISK_FILE = HOST_DISK
 RECORD_VERSION = 1
+#: The journal of an update or rollback (in .NAME.switch/ and .NAME.previous/).
+JOURNAL = "switch.json"
+SWITCH_SUFFIX = ".switch"
+PREVIOUS_SUFFIX = ".previous"
 #: Lock file (in locks/) of the guests' network addresses: not a guest name.
 ADDRESSES_LOCK = ".addresses.lock"
 
@@ -75,6 +83,8 @@ class GuestRecord:
     nic: Optional[Dict[str, str]] = None
     version: int = RECORD_VERSION
     extra: Dict[str, Any] = field(default_factory=dict)
+    #: When the guest last changed image (update or rollback), ISO 8601; "" never.
+    updated: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -87,9 +97,54 @@ class GuestRecord:
                        network=data.get("network", "none"), disk=data.get("disk"),
                        nic=data.get("nic"),
                        version=int(data.get("version", RECORD_VERSION)),
-                       extra=dict(data.get("extra") or {}))
+                       extra=dict(data.get("extra") or {}), updated=data.get("updated", ""))
         except (ValueError, KeyError, TypeError) as e:
             raise ManagerError(f"{where}: damaged guest record ({e})") from None
+
+
+@dataclass
+class Journal:
+    """What an update or a rollback of a guest does: written before each of its steps
+    (see :mod:`.switch`), then kept with the previous image as what restores it."""
+
+    #: update or rollback.
+    kind: str
+    #: The step under way (:data:`xenguest.manager.switch.PHASES`).
+    phase: str
+    #: Whether the guest ran before (it is started again if the switch is undone).
+    was_running: bool = False
+    #: Whether the new image's guest is started and checked before the switch is done.
+    trial: bool = False
+    #: The guest's disk record before the switch (None: no disk).
+    disk: Optional[Dict[str, Any]] = None
+    old_size: int = 0
+    new_size: int = 0
+    #: (start, length) of the kept partitions.
+    kept: List[List[int]] = field(default_factory=list)
+    #: (start, length) of the disk's other ranges, as they were: stacked in the store.
+    saved: List[List[int]] = field(default_factory=list)
+    #: The record of the store holding them (a disk record of the guest's backend).
+    store: Optional[Dict[str, Any]] = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    def save(self, folder: str) -> None:
+        write_atomic(os.path.join(folder, JOURNAL), self.to_json())
+
+
+def read_journal(folder: str) -> Optional[Journal]:
+    """The journal in *folder*, None if it has none; ManagerError if it is damaged."""
+    path = os.path.join(folder, JOURNAL)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return Journal(**data)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as e:
+        raise ManagerError(f"{path}: damaged journal ({e}): remove the folder by hand "
+                           "after checking the guest") from None
 
 
 class StateStore:
@@ -109,16 +164,33 @@ class StateStore:
     def removing_dir(self, name: str) -> str:
         return os.path.join(self.guests, f".{name}.removing")
 
+    def switch_dir(self, name: str) -> str:
+        """The folder of an update or rollback of *name* under way."""
+        return os.path.join(self.guests, f".{name}{SWITCH_SUFFIX}")
+
+    def previous_dir(self, name: str) -> str:
+        """The folder of the image *name* had before its last update."""
+        return os.path.join(self.guests, f".{name}{PREVIOUS_SUFFIX}")
+
     def exists(self, name: str) -> bool:
         return os.path.isfile(os.path.join(self.guest_dir(name), RECORD))
 
     def names(self) -> List[str]:
-        """Every guest, sorted."""
+        """Every guest, sorted (those with an update under way included)."""
+        return sorted(set(n for n in self._entries() if GUEST_NAME.match(n) and self.exists(n))
+                      | set(self.switching()))
+
+    def switching(self) -> List[str]:
+        """The guests with an update or rollback under way (or interrupted)."""
+        return sorted(n[1:-len(SWITCH_SUFFIX)] for n in self._entries()
+                      if n.startswith(".") and n.endswith(SWITCH_SUFFIX)
+                      and GUEST_NAME.match(n[1:-len(SWITCH_SUFFIX)]))
+
+    def _entries(self) -> List[str]:
         try:
-            entries = os.listdir(self.guests)
+            return os.listdir(self.guests)
         except FileNotFoundError:
             return []
-        return sorted(n for n in entries if GUEST_NAME.match(n) and self.exists(n))
 
     def load(self, name: str) -> GuestRecord:
         """The record of guest *name*; ManagerError when there is no such guest."""

@@ -22,13 +22,14 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from ..errors import ImageError
-from ..format import layout
+from ..format import identity, layout
 from ..format.image import DIRECTORY, FILE, Image
 from ..format.streams import Progress
 from ..fsutil import require_path, rmdir_quietly
 from ..problems import Problem
 from ..xl import config as xlcfg
-from .checks import check_image, open_image, refuse_errors, require_image, verify_content
+from .checks import (check_image, check_update_of, open_image, refuse_errors, require_image,
+                     verify_content)
 from .editor import PAYLOAD_KEYS, GuestEditor
 from .options import Edit, apply_edits
 
@@ -108,14 +109,19 @@ def update(path: str, edits: Iterable[Edit], progress: Optional[Progress] = None
         raise
 
 
-def check(path: str, verify: bool = False) -> List[Problem]:
+def check(path: str, verify: bool = False, update_of: Optional[str] = None) -> List[Problem]:
     """Every problem of the image at *path* (an unreadable image raises).
 
     *verify* also recomputes every digest of the manifest and checks that each
     signature is over the current manifest (see :func:`check.verify_content`).
+    *update_of* (an image) also checks that xenguest-manager can update a guest
+    made from that image with this one (see :func:`checks.update_refusals`).
     """
     with Image.open(path) as image:
         problems = check_image(image)
+        if update_of is not None:
+            with open_image(update_of) as old:
+                problems += check_update_of(image, old)
         if not verify:
             return problems
         found = verify_content(image)
@@ -230,6 +236,7 @@ def info(image: Image) -> "OrderedDict[str, Any]":
     result["kind"] = image.kind
     result["format_version"] = image.format_version()
     result["name"] = config.get("name")
+    result.update(identity.identity_of(editor.params).as_dict())
     result["type"] = config.get("type")
     result["memory"] = config.get("memory")
     result["vcpus"] = config.get("vcpus")

@@ -8,12 +8,13 @@ read).  :func:`verify_content` (``check --verify``) also recomputes every
 digest and checks that each signature is over the current manifest.
 """
 
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from ..disk.config import PREBUILT_KEY, DiskConfig, disk_bytes
 from ..disk.prebuilt import ZSTD_HEADER_MAX, zstd_content_size
 from ..errors import ImageError, XenguestError
-from ..format import dircommit, layout, manifest, manifest_check, netparams, signing
+from ..format import dircommit, identity, layout, manifest, manifest_check, netparams, signing
 from ..format.image import Image
 from ..problems import ERROR, Problem, error, note, warning
 from ..shellvars import ShellVarFile, is_reserved
@@ -195,6 +196,7 @@ def _check_params(image: Image) -> List[Problem]:
             problems.append(error(layout.PARAMS, f"GUEST_AUTOBOOT is {autoboot!r}, not 0 or 1"))
         _guarded(layout.PARAMS, problems, lambda: netparams.check_network(
             params[0].get(netparams.TYPE_PARAM), params[0].get(netparams.FORWARD_PARAM)))
+        _guarded(layout.PARAMS, problems, lambda: identity.identity_of(params[0]))
     return problems
 
 
@@ -321,3 +323,52 @@ def _check_init_scripts(image: Image) -> List[Problem]:
             if head is not None and head != b"#!":
                 problems.append(warning(name, "no '#!' line: the host cannot execute it directly"))
     return problems
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an image cannot update a guest; *forced*: ``update --force`` does it anyway."""
+
+    message: str
+    forced: bool = False
+
+
+def update_refusals(old: Tuple[identity.Identity, DiskConfig],
+                    new: Tuple[identity.Identity, DiskConfig], what: str) -> List[Refusal]:
+    """Why the image of identity and disk *new* cannot replace the one of *old* in a
+    guest (``xenguest-manager update``); *what* names the guest or the old image."""
+    (old_identity, old_disk), (new_identity, new_disk) = old, new
+    found = []
+    if old_identity.compatible != new_identity.compatible:
+        found.append(Refusal(f"the image is for {new_identity.compatible or 'no product'!r}, "
+                             f"{what} for {old_identity.compatible or 'no product'!r}", True))
+    if (old_disk.size_mib == 0) != (new_disk.size_mib == 0):
+        has, gets = ("no disk", "one") if old_disk.size_mib == 0 else ("a disk", "none")
+        found.append(Refusal(f"{what} has {has} and the image describes {gets}: an update "
+                             "keeps a guest's disk (make it anew with create --replace)"))
+        return found
+    if old_disk.size_mib == 0:
+        return found
+    from ..disk.keep import compare  # it plans disks: loaded only when an update is checked
+
+    kept = compare(old_disk, new_disk, what)
+    found += [Refusal(f"{conflict}: its data would not fit; an update cannot move, resize "
+                      "or reformat a kept partition") for conflict in kept.conflicts]
+    if kept.dropped:
+        numbers = ", ".join(str(n) for n in kept.dropped)
+        found.append(Refusal(f"{what} keeps the data of partition(s) {numbers} across "
+                             "updates, and the image would make them anew: that data would "
+                             "be lost", True))
+    return found
+
+
+def check_update_of(image: Image, old: Image) -> List[Problem]:
+    """Why *image* cannot update a guest made from image *old*, as errors."""
+    def read(which: Image) -> Tuple[identity.Identity, DiskConfig]:
+        params = ShellVarFile.parse(which.read_text(layout.PARAMS), layout.PARAMS)
+        disk = ShellVarFile.parse(which.read_text(layout.DISK_CFG), layout.DISK_CFG)
+        return identity.identity_of(params), DiskConfig.from_vars(disk)
+
+    return [error(f"update of {old.path}", r.message +
+                  (" (xenguest-manager update --force does it anyway)" if r.forced else ""))
+            for r in update_refusals(read(old), read(image), "the old image")]

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Tuple
 from ..digits import whole_number
 from ..disk.config import DiskConfig, Partition, check_device, check_prebuilt_name, parse_size
 from ..errors import XenguestError
-from ..format import layout
+from ..format import identity, layout
 from ..format.image import Image
 from ..shellvars import ShellVarFile, is_reserved, valid_name
 from ..xl import config as xlcfg
@@ -244,6 +244,14 @@ class GuestEditor:
             self.params.set(key, value)
         elif not self.params.remove(key):
             raise XenguestError(f"no parameter {key} in {layout.PARAMS}")
+
+    def set_identity(self, param: str, value: str) -> None:
+        """Set identity parameter *param* (GUEST_COMPATIBLE, GUEST_VERSION), or remove
+        it ('')."""
+        if value:
+            self.params.set(param, identity.check_value(param, value))
+        else:
+            self.params.remove(param)
 
     # -- resets --------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import UsageError, XenguestError
-from ..format import layout
+from ..format import identity, layout
 from .editor import GuestEditor
 
 Edit = Tuple[str, Optional[str]]
@@ -51,6 +51,14 @@ OPTIONS: List[OptionSpec] = [
     _spec(["--guest-reset-config", "--guest-config-reset"], FLAG, "", GUEST,
           "reset the whole image to a freshly created one (removes every file)",
           lambda e, v: e.reset_guest()),
+    _spec(["--guest-compatible"], OPTIONAL, "STRING", GUEST,
+          "the product the image is for (params.cfg GUEST_COMPATIBLE): xenguest-manager "
+          "update refuses an image for another one (empty: remove)",
+          lambda e, v: e.set_identity(identity.COMPATIBLE_PARAM, v)),
+    _spec(["--guest-version"], OPTIONAL, "VERSION", GUEST,
+          "the version of the image (params.cfg GUEST_VERSION), shown by info and by "
+          "xenguest-manager status (empty: remove)",
+          lambda e, v: e.set_identity(identity.VERSION_PARAM, v)),
     _spec(["--xen-reset-config"], FLAG, "", XEN,
           "reset guest.cfg to its defaults and empty guest.d/ (files/ is kept)",
           lambda e, v: e.reset_xen()),
@@ -122,11 +130,11 @@ OPTIONS: List[OptionSpec] = [
     _spec(["--disk-device"], OPTIONAL, "DEV", DISK,
           "host device or volume to use for the disk (empty: let the host choose)",
           lambda e, v: e.set_disk_device(v)),
-    _spec(["--disk-add-part"], REQUIRED, "N:SIZE:FS:CONTENT", DISK,
+    _spec(["--disk-add-part"], REQUIRED, "N:SIZE:FS:CONTENT[:keep]", DISK,
           "define partition N (1-4) of SIZE, formatted FS (ext2, ext3, ext4, vfat, swap "
           "or empty), filled from disk file CONTENT (.tar[.gz|.bz2|.xz|.zst] or "
-          ".img[.gz|.bz2|.xz|.zst], "
-          "or empty)",
+          ".img[.gz|.bz2|.xz|.zst], or empty); ':keep': its data survives updates of the "
+          "guest (DISK_KEEP)",
           lambda e, v: e.add_partition(v)),
     _spec(["--disk-rm-part"], REQUIRED, "N", DISK,
           "remove partition N", lambda e, v: e.remove_partition(v)),

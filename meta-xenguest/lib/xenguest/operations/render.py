@@ -18,7 +18,7 @@ import shutil
 import stat
 import tempfile
 from functools import partial
-from typing import BinaryIO, ContextManager, Optional
+from typing import BinaryIO, Collection, ContextManager, Optional
 
 from ..disk.build import DiskPlan, Provisioner, plan_disk
 from ..disk.config import DiskConfig
@@ -47,14 +47,16 @@ def disk_identity(image: Image, disk: DiskConfig) -> DiskIdentity:
 
 
 def write_disk(image: Image, disk: DiskConfig, plan: DiskPlan, target: str, host: Host,
-               scratch: str, zeroed: bool, identity: Optional[DiskIdentity] = None) -> None:
+               scratch: str, zeroed: bool, identity: Optional[DiskIdentity] = None,
+               keep: Collection[int] = ()) -> None:
     """Write the disk *plan* (of *disk*, in *image*) into *target*, which is *plan*'s
     size and reads as zeros if *zeroed*; *scratch* is a folder for staging.
-    *identity* defaults to :func:`disk_identity`'s."""
+    *identity* defaults to :func:`disk_identity`'s.  The partitions numbered in
+    *keep* are left as *target* has them (an update)."""
     if identity is None and not plan.prebuilt:
         identity = disk_identity(image, disk)
     Provisioner(host, partial(_open_disk_file, image), scratch, zeroed, identity).provision(
-        plan, target)
+        plan, target, keep)
 
 
 def _open_disk_file(image: Image, name: str) -> "ContextManager[BinaryIO]":

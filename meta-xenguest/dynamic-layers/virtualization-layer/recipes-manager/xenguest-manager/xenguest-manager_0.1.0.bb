@@ -56,12 +56,14 @@ CONFFILES:${PN} = "${sysconfdir}/xenguest/manager.conf"
 # for file disks; network: vif-bridge), and the disk tools: sfdisk, mkswap,
 # mke2fs, debugfs (in e2fsprogs), mkfs.vfat, mtools, and zstd for .zst
 # partition content (the default rootfs tarball from whinlatter on; Python
-# before 3.14 has no zstd).  lvm2 only for the lvm disk backend.  openssl
+# before 3.14 has no zstd); fallocate punches the replaced ranges of a file
+# disk during an update.  lvm2 only for the lvm disk backend.  openssl
 # verifies signed images.
 RDEPENDS:${PN} += "dosfstools e2fsprogs e2fsprogs-mke2fs mtools openssl-bin \
                    python3-compression python3-core python3-crypt python3-datetime \
                    python3-io python3-json python3-logging \
-                   util-linux-mkswap util-linux-sfdisk xen-tools-scripts-block \
+                   util-linux-fallocate util-linux-mkswap util-linux-sfdisk \
+                   xen-tools-scripts-block \
                    xen-tools-scripts-network xen-tools-xencommons xen-tools-xl \
                    xenguest-tools zstd"
 # The host networks of the guests (bridge, NAT network) and vif-xenguest.
