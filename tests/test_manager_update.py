@@ -172,6 +172,26 @@ def test_a_failing_health_check_puts_everything_back(world, capsys):
                         ["destroy", "web"], ["create", "-p"], ["unpause", "web"]], ops
 
 
+def test_the_health_checks_last_failure_is_told_not_a_run_cut_short_by_the_timeout(
+        file_world, capsys):
+    """The run the deadline cuts short (here: every run after the first hangs) says less than
+    the failure before it; a loaded host once turned one into the other."""
+    world = file_world
+    world.guest("1")
+    check = script(os.path.join(world.folder, "check"), """\
+        count="$(dirname "$0")/count"
+        echo x >> "$count"
+        [ "$(wc -l < "$count")" -eq 1 ] || exec sleep 60
+        echo "not up, on purpose"
+        exit 1
+        """)
+    message = fails(capsys, "update", "web", world.image("2"), "--health-check", check,
+                    "--health-timeout", "2")
+    assert (f"not healthy within 2 s: {check} failed with exit status 1: not up, on purpose; "
+            "guest web is back") in message, message
+    assert world.version_on_disk() == "1" and world.running()
+
+
 def test_a_failing_init_post_script_of_the_new_image_puts_everything_back(file_world,
                                                                            capsys):
     world = file_world

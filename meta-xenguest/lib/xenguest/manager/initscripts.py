@@ -66,6 +66,10 @@ class ScriptError(ManagerError):
     """An init script failed."""
 
 
+class ScriptTimeout(ScriptError):
+    """An init script did not finish in its time and was killed."""
+
+
 @dataclass(frozen=True)
 class Script:
     """One init script: its path and how messages name it."""
@@ -213,7 +217,7 @@ def run_script(script: Script, name: str, env: Dict[str, str], cwd: str,
         lines.close()
     last = f": {lines.last}" if lines.last else ""
     if returncode is None:
-        raise ScriptError(f"{script.display} did not finish within {timeout:g} s")
+        raise ScriptTimeout(f"{script.display} did not finish within {timeout:g} s")
     if returncode < 0:
         raise ScriptError(f"{script.display} was killed by signal {-returncode}{last}")
     if returncode != 0:

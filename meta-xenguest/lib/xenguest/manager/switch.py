@@ -42,7 +42,7 @@ from ..disk.regions import Range
 from ..errors import XenguestError
 from . import ManagerError, step
 from .base import GuestHost
-from .initscripts import Script, ScriptError, run_script
+from .initscripts import Script, ScriptError, ScriptTimeout, run_script
 from .state import JOURNAL, GuestRecord, Journal, discard, read_journal, read_record_if_any
 
 log = logging.getLogger("xenguest.manager")
@@ -219,6 +219,9 @@ class Switch:
                                self.guest_dir, max(1.0, min(left, self.host.config.script_timeout)))
                     log.info("guest %s: health check passed", self.name)
                     return
+                except ScriptTimeout as e:
+                    # A run cut short by the deadline says less than the failure before it.
+                    last = last or e.message
                 except ScriptError as e:
                     last = e.message
             if time.monotonic() >= deadline:
