@@ -188,3 +188,30 @@ def test_a_wrong_entry_stops_the_parse(env):
     recipe = bundle(env, "bad-guests", 'XENGUEST_MVIRT_GUESTS = "mc:guest"\n')
     assert 'XENGUEST_MVIRT_GUESTS = "mc:guest": expected mc:MULTICONFIG:RECIPE' in \
         be.parse_failure(env, recipe)
+
+
+def test_the_bundle_follows_the_library_and_skips_reading_disks_whole(env, guests):
+    example = build_image(env, EXAMPLE)
+    recipe = bundle(env, "lib-guests", f'XENGUEST_MVIRT_GUESTS = "{example}"\n')
+    d = env.parse(recipe)
+    entries = d.getVarFlag("do_install", "file-checksums").split()
+    assert os.path.join(be.LIB, "xenguest", "operations", "render.py") + ":True" in entries
+    assert all(os.path.exists(e.rsplit(":", 1)[0]) for e in entries if e.endswith(":True"))
+    assert "buildpaths" in d.getVar("INSANE_SKIP:lib-guests").split()
+    assert d.getVar("INHIBIT_DEFAULT_DEPS") == "1"
+
+
+def test_an_os_error_while_writing_a_bundle_is_one_line(tmp_path, guests):
+    """An OSError (here: a file where a guest's file goes) names the guest entry and the
+    file, as a user error, not a traceback."""
+    from xenguest.bitbake import host, mvirt
+    from xenguest.errors import XenguestError
+
+    root, bundle = str(tmp_path / "root"), str(tmp_path / "bundle")
+    be.write_tree(root, {"var/lib/xen/images/web": "in the way\n"})
+    guest = host.HostGuest("web-entry", "web", guests["web"])
+    with pytest.raises(XenguestError) as failure:
+        mvirt.write_bundle([guest], bundle, root, "xenbr0", {})
+    assert failure.value.message.startswith('XENGUEST_MVIRT_GUESTS = "web-entry": ')
+    assert f"{root}/var/lib/xen/images/web" in failure.value.message
+    assert "\n" not in failure.value.message

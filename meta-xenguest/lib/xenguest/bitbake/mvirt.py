@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from ..disk.build import plan_disk
-from ..errors import XenguestError
+from ..errors import XenguestError, step
 from ..format import layout
 from ..format.image import Image
 from ..format.netparams import FORWARD_PARAM, TYPE_PARAM, check_network
@@ -43,6 +43,8 @@ from ..operations.render import write_disk_file
 from ..programs import Host
 from ..xl.final import FILES_PREFIX, final_values, render_config
 from .host import HostGuest, depend_on_guests, host_guests
+from .image import library_checksums
+from .plan import NATIVE_PROVIDERS
 from .settings import build_time
 
 VARIABLE = "XENGUEST_MVIRT_GUESTS"
@@ -53,8 +55,7 @@ BUNDLES_FOLDER = "xen-guest-bundles"
 INSTALL_TASK = "do_install"
 AUTOSTART = "autostart"
 #: The programs a disk may need at build time, from these recipes.
-NATIVE_TOOLS = ("dosfstools-native", "e2fsprogs-native", "mtools-native",
-                "util-linux-native", "zstd-native")
+NATIVE_TOOLS = tuple(sorted(set(NATIVE_PROVIDERS.values())))
 
 
 @dataclass
@@ -153,19 +154,19 @@ def write_bundle(guests: List[HostGuest], bundle: str, root: str, bridge: str,
                  vifs: Dict[str, str]) -> List[BundledGuest]:
     """Write the bundle of *guests* into the folder *bundle* (made empty first) and
     its manifest; *vifs* gives a guest's vif by name."""
-    os.makedirs(os.path.join(bundle, "images"))
-    os.makedirs(os.path.join(bundle, "configs"))
+    with step(f"write the bundle {bundle}"):
+        os.makedirs(os.path.join(bundle, "images"))
+        os.makedirs(os.path.join(bundle, "configs"))
     written = []
     for guest in guests:
         if not os.path.isfile(guest.path):
             raise XenguestError(f'{VARIABLE} = "{guest.entry}": {guest.path} does not exist')
-        try:
+        with step(f'{VARIABLE} = "{guest.entry}"'):
             written.append(bundle_guest(guest.path, guest.name, bundle, root, bridge,
                                         vifs.get(guest.name)))
-        except XenguestError as e:
-            raise XenguestError(f'{VARIABLE} = "{guest.entry}": {e.message}') from None
-    _write(os.path.join(bundle, "manifest"),
-           "".join(g.manifest_line() for g in written).encode("utf-8"))
+    with step(f"write the bundle {bundle}"):
+        _write(os.path.join(bundle, "manifest"),
+               "".join(g.manifest_line() for g in written).encode("utf-8"))
     return written
 
 
@@ -185,6 +186,8 @@ def setup_bundle(d: Any) -> None:
     depend_on_guests(d, guests, INSTALL_TASK)
     for tool in NATIVE_TOOLS:
         d.appendVarFlag(INSTALL_TASK, "depends", f" {tool}:do_populate_sysroot")
+    # The library writes the disks and configurations: its modules are task inputs.
+    d.appendVarFlag(INSTALL_TASK, "file-checksums", " " + " ".join(library_checksums(d)))
     vifs = _vifs(d, guests)
     d.setVar("XENGUEST_MVIRT_VIFS", " ".join(f"{k}={v}" for k, v in sorted(vifs.items())))
 
