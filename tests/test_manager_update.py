@@ -192,6 +192,20 @@ def test_the_health_checks_last_failure_is_told_not_a_run_cut_short_by_the_timeo
     assert world.version_on_disk() == "1" and world.running()
 
 
+def test_a_damaged_journal_is_one_guests_error_and_stops_no_other_command(file_world,
+                                                                           capsys):
+    world = file_world
+    world.guest("1")
+    journal = os.path.join(world.state, "guests", ".web.switch", "switch.json")
+    os.makedirs(os.path.dirname(journal))
+    with open(journal, "w") as f:
+        f.write('{"kind": "update", "phase": "halfway"}\n')
+    rc, out, err = cli(capsys, "list")
+    assert rc == 0 and "web" in out, (out, err)
+    assert f"guest web: {journal}: damaged journal (unknown step 'update' 'halfway')" in err
+    assert os.path.exists(journal)                        # left for a person to look at
+
+
 def test_a_failing_init_post_script_of_the_new_image_puts_everything_back(file_world,
                                                                            capsys):
     world = file_world

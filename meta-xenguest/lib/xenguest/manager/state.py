@@ -102,6 +102,12 @@ class GuestRecord:
             raise ManagerError(f"{where}: damaged guest record ({e})") from None
 
 
+#: The steps of a switch (an update or a rollback, :mod:`.switch`), in order.
+PHASES = ("staging", "stopping", "saving", "installing", "swapping", "trial", "done")
+#: What a switch is ("": not decided yet, while it is staged).
+SWITCH_KINDS = ("", "update", "rollback")
+
+
 @dataclass
 class Journal:
     """What an update or a rollback of a guest does: written before each of its steps
@@ -109,7 +115,7 @@ class Journal:
 
     #: update or rollback.
     kind: str
-    #: The step under way (:data:`xenguest.manager.switch.PHASES`).
+    #: The step under way (:data:`PHASES`).
     phase: str
     #: Whether the guest ran before (it is started again if the switch is undone).
     was_running: bool = False
@@ -138,8 +144,10 @@ def read_journal(folder: str) -> Optional[Journal]:
     path = os.path.join(folder, JOURNAL)
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        return Journal(**data)
+            journal = Journal(**json.load(f))
+        if journal.phase not in PHASES or journal.kind not in SWITCH_KINDS:
+            raise ValueError(f"unknown step {journal.kind!r} {journal.phase!r}")
+        return journal
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError) as e:

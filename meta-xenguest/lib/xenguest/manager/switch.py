@@ -43,11 +43,11 @@ from ..errors import XenguestError
 from . import ManagerError, step
 from .base import GuestHost
 from .initscripts import Script, ScriptError, ScriptTimeout, run_script
-from .state import JOURNAL, GuestRecord, Journal, discard, read_journal, read_record_if_any
+from .state import (JOURNAL, PHASES, GuestRecord, Journal, discard, read_journal,
+                    read_record_if_any)
 
 log = logging.getLogger("xenguest.manager")
 
-PHASES = ("staging", "stopping", "saving", "installing", "swapping", "trial", "done")
 #: The new guest folder in a switch folder, and the guest folder it replaces (then
 #: the previous image's folder in .NAME.previous/).
 NEXT, OLD = "next", "guest"
@@ -234,8 +234,9 @@ class Switch:
 
     def finish(self) -> None:
         """The switch holds: the previous image becomes the one switched from."""
-        self.host.discard_previous(self.name)
-        os.rename(self.folder, self.state.previous_dir(self.name))
+        with step("keep the previous image"):
+            self.host.discard_previous(self.name)
+            os.rename(self.folder, self.state.previous_dir(self.name))
         log.info("guest %s: %s done", self.name, self.journal.kind)
 
     def undo(self) -> str:
