@@ -43,8 +43,7 @@ from ..errors import XenguestError
 from . import ManagerError, step
 from .base import GuestHost
 from .initscripts import Script, ScriptError, ScriptTimeout, run_script
-from .state import (JOURNAL, PHASES, GuestRecord, Journal, discard, read_journal,
-                    read_record_if_any)
+from .state import JOURNAL, PHASES, GuestRecord, Journal, discard, read_journal, read_record_if_any
 
 log = logging.getLogger("xenguest.manager")
 
