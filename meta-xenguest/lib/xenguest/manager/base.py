@@ -46,7 +46,8 @@ class GuestHost:
         """Hold guest *name*'s lock (a context manager)."""
         return self.state.lock(name, self.config.lock_timeout)
 
-    def _wait_gone(self, name: str, timeout: float) -> bool:
+    def wait_gone(self, name: str, timeout: float) -> bool:
+        """Wait up to *timeout* s for the domain of *name* to be gone; whether it is."""
         return wait_gone(self.toolstack, name, timeout, interval=self.poll_interval)
 
     def _destroy(self, name: str) -> bool:
@@ -74,7 +75,7 @@ class GuestHost:
         """Free the disk and delete the state of stopped guest *name* (lock held), its
         previous image included."""
         record = self.state.load(name)
-        if not self._wait_gone(name, self.config.stop_timeout):
+        if not self.wait_gone(name, self.config.stop_timeout):
             raise ManagerError(f"domain {name} still exists: its disk cannot be freed")
         self._release(name, record.nic)
         self.discard_previous(name)
@@ -200,7 +201,7 @@ class GuestHost:
             return
         if not wait:
             return
-        if self._wait_gone(name, timeout):
+        if self.wait_gone(name, timeout):
             log.info("guest %s stopped", name)
             return
         if not kill:

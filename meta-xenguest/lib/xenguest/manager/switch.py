@@ -285,7 +285,7 @@ class Switch:
         toolstack = self.host.toolstack
         domain = toolstack.domain(self.name)
         if domain is not None and domain.state in GONE_STATES:
-            self.host._wait_gone(self.name, self.host.config.stop_timeout)
+            self.host.wait_gone(self.name, self.host.config.stop_timeout)
             domain = None
         if domain is not None:
             return " (still running)"

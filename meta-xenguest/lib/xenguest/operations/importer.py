@@ -87,21 +87,22 @@ def _disk_file(config_dir: str, value: xlcfg.Value) -> Tuple[Optional[str], List
         raise XenguestError(f"disk: {len(specs)} disks, but a xenguest image holds one "
                             "(write the guest's disks into one, or leave the others out)")
     notes: List[str] = []
-    for spec in specs:
-        settings = parse_disk_spec(str(spec))
-        if settings.get("devtype") == "cdrom":
-            raise XenguestError(f"disk {spec!r}: a CD-ROM cannot be the guest's disk")
-        if settings["format"] == "phy":
-            raise XenguestError(f"disk {spec!r}: a host device: copy it into a file first "
-                                "(e.g. with dd) and name the file")
-        if settings["format"] != "raw":
-            raise XenguestError(f"disk {spec!r}: format {settings['format']}: convert it to "
-                                "a raw image first (qemu-img convert -O raw)")
-        vdev = settings.get("vdev", "")
-        if vdev and vdev != "xvda":
-            notes.append(f"the disk was {vdev}; the host attaches it as xvda")
-        return _path(config_dir, settings.get("target", ""), "disk"), notes
-    return None, notes
+    if not specs:
+        return None, notes
+    spec = specs[0]
+    settings = parse_disk_spec(str(spec))
+    if settings.get("devtype") == "cdrom":
+        raise XenguestError(f"disk {spec!r}: a CD-ROM cannot be the guest's disk")
+    if settings["format"] == "phy":
+        raise XenguestError(f"disk {spec!r}: a host device: copy it into a file first "
+                            "(e.g. with dd) and name the file")
+    if settings["format"] != "raw":
+        raise XenguestError(f"disk {spec!r}: format {settings['format']}: convert it to "
+                            "a raw image first (qemu-img convert -O raw)")
+    vdev = settings.get("vdev", "")
+    if vdev and vdev != "xvda":
+        notes.append(f"the disk was {vdev}; the host attaches it as xvda")
+    return _path(config_dir, settings.get("target", ""), "disk"), notes
 
 
 def _path(config_dir: str, path: str, key: str) -> str:

@@ -45,7 +45,6 @@ def disk_identity(image: Image, disk: DiskConfig) -> DiskIdentity:
     return DiskIdentity.derive(image_description(image, disk), source_date_epoch())
 
 
-
 def write_disk(image: Image, disk: DiskConfig, plan: DiskPlan, target: str, host: Host,
                scratch: str, zeroed: bool, identity: Optional[DiskIdentity] = None,
                keep: Collection[int] = ()) -> None:
