@@ -576,6 +576,16 @@ def test_check_update_of(tmp_path):
                              "kept partition")]
     dropped = image("v4.xenguest", "--disk-add-part=2:8M:ext4:")
     assert "would be lost" in mkimage("check", dropped, f"--update-of={old}").out
+    # An image whose disk.cfg cannot be read: its problems are listed, not one error alone.
+    folder = tmp_path / "v5"
+    folder.mkdir()
+    ok("create", str(folder), "--disk-size=20M", "--disk-add-part=1:10M:ext4:")
+    (folder / "disk.cfg").write_text('DISK_KEEP="x"\nDISK_SIZE="20"\n')
+    result = mkimage("check", str(folder), f"--update-of={old}", "--json")
+    assert result.rc == 1 and "Traceback" not in result.err, result.err
+    errors = [p for p in json.loads(result.out)["problems"] if p["severity"] == "error"]
+    assert any(p["location"] == f"update of {old}" for p in errors), errors
+    assert len(errors) >= 2, errors
 
 
 def test_launcher_runs_as_a_process(tmp_path):

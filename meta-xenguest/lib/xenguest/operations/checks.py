@@ -369,6 +369,13 @@ def check_update_of(image: Image, old: Image) -> List[Problem]:
         disk = ShellVarFile.parse(which.read_text(layout.DISK_CFG), layout.DISK_CFG)
         return identity.identity_of(params), DiskConfig.from_vars(disk)
 
-    return [error(f"update of {old.path}", r.message +
+    location = f"update of {old.path}"
+    problems: List[Problem] = []
+    found: List[Tuple[identity.Identity, DiskConfig]] = []
+    # An image whose params.cfg or disk.cfg cannot be read: said, and nothing to compare.
+    if not all(_guarded(location, problems, lambda i=i: found.append(read(i)))
+               for i in (old, image)):
+        return problems
+    return [error(location, r.message +
                   (" (xenguest-manager update --force does it anyway)" if r.forced else ""))
-            for r in update_refusals(read(old), read(image), "the old image")]
+            for r in update_refusals(found[0], found[1], "the old image")]
