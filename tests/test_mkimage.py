@@ -619,7 +619,11 @@ def test_ctrl_c_leaves_no_temporary_file(tmp_path):
     image.write_bytes(b"old content")
     proc = subprocess.Popen([sys.executable, MKIMAGE, "create", str(image), "--disk-size=5",
                              "--disk-add-part=1:5:ext4:big.img", f"--disk-add-file={payload}"],
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE,
+                            # SIGINT as a terminal gives it: a child inherits an ignored
+                            # SIGINT (pytest run as a background job of a shell without
+                            # job control), and Python then installs no handler
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
     while not [n for n in os.listdir(tmp_path) if ".xenguest-tmp-" in n]:
         assert proc.poll() is None and time.monotonic() < deadline, "no temporary file seen"
