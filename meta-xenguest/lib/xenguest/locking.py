@@ -10,8 +10,8 @@ replacement leaves the old archive readable, see :mod:`.archive_append`).
 A killed process releases its locks.  Where the file system cannot lock
 (some network file systems), writers go on unlocked.
 
-A new file image is written to ``.NAME.xenguest-tmp-XXXXXXXX`` beside NAME,
-locked by its writer until it is renamed to NAME.  Such a file whose lock is
+A new file image is written to ``.NAME.xenguest-tmp-`` and a random suffix,
+beside NAME, locked by its writer until it is renamed to NAME.  Such a file whose lock is
 free was left by a killed writer: the next writer of NAME removes it.
 """
 
