@@ -6,17 +6,23 @@ the disk identifiers of a built disk are derived from the same digest (see
 :mod:`xenguest.disk.identity`).  The SHA-256 of a content file is its line of
 the image's manifest when the file is as the manifest lists it, else computed
 (one streaming read: an image without a manifest, a file added by the edit in
-progress).
+progress).  A computed digest is remembered for as long as the image holds the
+same entry, so the checks that follow an edit do not read the content again.
 """
 
-from typing import Dict, Optional
+import weakref
+from typing import Dict, Optional, Tuple
 
 from ..disk.config import DiskConfig
 from ..disk.identity import description_digest
 from ..errors import XenguestError
 from ..format import layout, manifest_check
-from ..format.image import Image
+from ..format.image import Entry, Image
 from ..format.manifest import Line
+
+#: Per image: member name -> (the entry hashed, whether the image was pinned, digest).
+_COMPUTED: "weakref.WeakKeyDictionary[Image, Dict[str, Tuple[Entry, bool, str]]]" = \
+    weakref.WeakKeyDictionary()
 
 
 def _manifest(image: Image) -> Optional[Dict[str, Line]]:
@@ -41,8 +47,18 @@ def content_digests(image: Image, disk: DiskConfig) -> Dict[str, str]:
         if line is not None and image.unchanged(member) and line.size == entry.size:
             found[part.content] = line.digest
         else:
-            found[part.content] = manifest_check.digest_of(image, member)
+            found[part.content] = _computed_digest(image, member, entry)
     return found
+
+
+def _computed_digest(image: Image, member: str, entry: Entry) -> str:
+    computed = _COMPUTED.setdefault(image, {})
+    known = computed.get(member)
+    if known is not None and known[0] is entry and known[1] == image.pinned:
+        return known[2]
+    digest = manifest_check.digest_of(image, member)
+    computed[member] = (entry, image.pinned, digest)
+    return digest
 
 
 def image_description(image: Image, disk: DiskConfig) -> str:
