@@ -34,7 +34,7 @@ PYTHON3_PACKAGES = {
     "string": "stringold", "struct": "core", "subprocess": "core", "sys": "core",
     "tarfile": "compression", "tempfile": "io", "termios": "io", "textwrap": "core",
     "threading": "core", "time": "core", "traceback": "core", "types": "core", "typing": "core",
-    "uuid": "netclient", "warnings": "core", "zlib": "core",
+    "uuid": "netclient", "warnings": "core", "weakref": "core", "zlib": "core",
 }
 
 
